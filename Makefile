@@ -1,0 +1,39 @@
+# The two commands: `make run` starts the whole pipeline, `make test` runs every test.
+# Both set up what they need first (a virtualenv with pinned packages; Maven for the
+# Elasticsearch download, from Debian's archive when missing and we are root).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint format install system-deps clean
+
+run: install system-deps
+	$(BIN)/currencies up
+
+test: install system-deps lint
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+system-deps:
+	@command -v mvn >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends maven; \
+	  else echo "Maven (mvn) is needed to fetch Elasticsearch: sudo apt-get install maven" >&2; exit 1; fi; }
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,88 @@
+"""currencies: routes and event handlers only; the behaviour lives in `chalicelib`.
+
+Pipeline: API -> DynamoDB table -> stream -> `relay_changes` -> SNS topic ->
+SQS queue -> `index_changes` -> search engine (events + current rates).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Chalice, Response
+from chalice.app import DynamoDBEvent, SNSEvent, SQSEvent
+
+from chalicelib import api, clients, logs
+from chalicelib.consumer import InboundMessage, consume
+from chalicelib.stream import relay
+
+app = Chalice(app_name="currencies")
+logs.configure()
+settings = clients.settings()
+
+
+@app.middleware("http")
+def http_middleware(request: Any, get_response: Any) -> Response:
+    return api.normalise_errors(request, get_response)
+
+
+@app.route("/currency", methods=["POST"], content_types=api.ACCEPTED_CONTENT_TYPES)
+def create_currency() -> Response:
+    return api.create_or_update(app.current_request, clients.store())
+
+
+@app.route("/currency", methods=["GET"])
+def list_currencies() -> Response:
+    return api.read_all(clients.store())
+
+
+@app.route("/currency/{symbol}", methods=["PUT"], content_types=api.ACCEPTED_CONTENT_TYPES)
+def update_currency(symbol: str) -> Response:
+    return api.update(app.current_request, clients.store(), symbol)
+
+
+@app.route("/currency/{symbol}", methods=["GET"])
+def get_currency(symbol: str) -> Response:
+    return api.read(clients.store(), symbol)
+
+
+@app.route("/currency/{symbol}", methods=["DELETE"])
+def delete_currency(symbol: str) -> Response:
+    return api.delete(clients.store(), symbol)
+
+
+@app.on_dynamodb_record(stream_arn=settings.require("stream_arn"), batch_size=100)
+def relay_changes(event: DynamoDBEvent) -> None:
+    relay(
+        [record.to_dict() for record in event],
+        sns=clients.sns(),
+        topic_arn=settings.require("topic_arn"),
+        dead_letter=clients.dead_letter_queue("stream"),
+    )
+
+
+def _consume(messages: list[InboundMessage]) -> dict[str, Any]:
+    report = consume(
+        messages,
+        clients.sink(),
+        events_index=settings.events_index,
+        rates_index=settings.rates_index,
+        dead_letter=clients.dead_letter_queue("consumer"),
+    )
+    return report.batch_item_failures()
+
+
+if settings.consumer_trigger == "sqs":
+
+    @app.on_sqs_message(queue=settings.queue_name, batch_size=settings.batch_size)
+    def index_changes(event: SQSEvent) -> dict[str, Any]:
+        return _consume([InboundMessage(r.to_dict()["messageId"], r.body) for r in event])
+
+else:
+    # The original example's wiring: the consumer subscribed straight to the topic,
+    # one message per invocation. Raising makes Lambda retry the async invocation.
+
+    @app.on_sns_message(topic=settings.topic_name)
+    def index_changes(event: SNSEvent) -> None:
+        failures = _consume([InboundMessage(event.to_dict()["Records"][0]["Sns"]["MessageId"], event.message)])
+        if failures["batchItemFailures"]:
+            raise RuntimeError("indexing failed; Lambda will retry this message")

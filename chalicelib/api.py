@@ -1,0 +1,119 @@
+"""The REST API's behaviour; `app.py` only routes requests here.
+
+Every error leaves as `{"error": CODE, "message": TEXT}`: client mistakes are 4xx,
+and Chalice's own error responses (415, 405, 500) are rewritten to the same shape
+by `normalise_errors`, so clients parse one format.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Response
+from chalice.app import Request
+
+from chalicelib import metrics
+from chalicelib.currency import CurrencyRate, InvalidInput, format_rate, parse_body, parse_rate, parse_symbol
+from chalicelib.store import RateStore, StoredRate
+
+# The original example's curl sends JSON with no Content-Type, which curl labels
+# application/x-www-form-urlencoded; the body is parsed as JSON whatever the label.
+ACCEPTED_CONTENT_TYPES = ["application/json", "application/x-www-form-urlencoded", "text/plain"]
+
+_CHALICE_ERROR_CODES = {
+    "UnsupportedMediaType": "unsupported_media_type",
+    "MethodNotAllowedError": "method_not_allowed",
+    "BadRequestError": "bad_request",
+    "NotFoundError": "not_found",
+    "InternalServerError": "internal_error",
+}
+
+
+def create_or_update(request: Request, store: RateStore) -> Response:
+    return _handle(lambda: _put(store, _body(request, required={"symbol", "rate"}, allowed={"symbol", "rate"})))
+
+
+def update(request: Request, store: RateStore, symbol: str) -> Response:
+    def run() -> Response:
+        path_symbol = parse_symbol(symbol)
+        body = _body(request, required={"rate"}, allowed={"symbol", "rate"})
+        if "symbol" in body and parse_symbol(body["symbol"]) != path_symbol:
+            raise InvalidInput(
+                "symbol_mismatch", f"body symbol {body['symbol']!r} differs from the path's {path_symbol!r}"
+            )
+        return _put(store, {"symbol": path_symbol, "rate": body["rate"]})
+
+    return _handle(run)
+
+
+def delete(store: RateStore, symbol: str) -> Response:
+    def run() -> Response:
+        removed = store.delete(parse_symbol(symbol))
+        if removed is None:
+            raise _not_found(symbol)
+        return _json(200, {**_view(removed), "deleted": True})
+
+    return _handle(run)
+
+
+def read(store: RateStore, symbol: str) -> Response:
+    def run() -> Response:
+        stored = store.get(parse_symbol(symbol))
+        if stored is None:
+            raise _not_found(symbol)
+        return _json(200, _view(stored))
+
+    return _handle(run)
+
+
+def read_all(store: RateStore) -> Response:
+    return _handle(lambda: _json(200, {"currencies": [_view(rate) for rate in store.list()]}))
+
+
+def normalise_errors(request: Request, get_response: Callable[[Request], Response]) -> Response:
+    """HTTP middleware: time and count every request, and give Chalice's errors our shape."""
+    started = time.perf_counter()
+    response = get_response(request)
+    route = (request.context or {}).get("resourcePath", "unknown")
+    metrics.API_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+    metrics.API_REQUESTS.labels(route, request.method, f"{response.status_code // 100}xx").inc()
+    if response.status_code >= 400 and isinstance(response.body, dict) and "Code" in response.body:
+        code = _CHALICE_ERROR_CODES.get(response.body["Code"], "error")
+        response.body = {"error": code, "message": response.body.get("Message", "")}
+    return response
+
+
+def _put(store: RateStore, body: dict[str, Any]) -> Response:
+    stored = store.put(CurrencyRate(parse_symbol(body["symbol"]), parse_rate(body["rate"])))
+    return _json(201 if stored.revision == 1 else 200, _view(stored))
+
+
+def _body(request: Request, *, required: set[str], allowed: set[str]) -> dict[str, Any]:
+    return parse_body(request.raw_body, required=required, allowed=allowed)
+
+
+def _handle(run: Callable[[], Response]) -> Response:
+    try:
+        return run()
+    except InvalidInput as error:
+        return _json(error.status, {"error": error.code, "message": error.message})
+
+
+def _not_found(symbol: str) -> InvalidInput:
+    return InvalidInput("not_found", f"no rate for {parse_symbol(symbol)}", status=404)
+
+
+def _view(rate: StoredRate) -> dict[str, Any]:
+    return {
+        "symbol": rate.symbol,
+        "rate": format_rate(rate.rate),
+        "revision": rate.revision,
+        "updated_at": rate.updated_at,
+    }
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return Response(body=json.dumps(body), status_code=status, headers={"Content-Type": "application/json"})

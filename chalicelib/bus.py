@@ -1,0 +1,63 @@
+"""The SNS topic between the stream handler and the consumers: publishing and unwrapping.
+
+Publishing uses `publish_batch` (10 entries per call, the SNS limit). A consumer may
+receive a change wrapped in the SNS envelope (SQS subscription, default) or raw
+(raw message delivery, or a direct SNS trigger): `unwrap` accepts both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from chalicelib.changes import Change
+
+SNS_BATCH_LIMIT = 10
+
+
+class PublishError(RuntimeError):
+    """Some changes were not accepted by SNS; the whole stream batch must be retried."""
+
+
+def publish(sns: Any, topic_arn: str, changes: Sequence[Change]) -> int:
+    """Publish every change or raise; returns the number of SNS calls made."""
+    fifo = topic_arn.endswith(".fifo")
+    calls = 0
+    for start in range(0, len(changes), SNS_BATCH_LIMIT):
+        chunk = changes[start : start + SNS_BATCH_LIMIT]
+        entries = [_entry(str(index), change, fifo) for index, change in enumerate(chunk)]
+        response = sns.publish_batch(TopicArn=topic_arn, PublishBatchRequestEntries=entries)
+        calls += 1
+        failed = response.get("Failed") or []
+        if failed:
+            reasons = "; ".join(f"{f.get('Code')}: {f.get('Message')}" for f in failed)
+            raise PublishError(f"{len(failed)} of {len(chunk)} changes not published: {reasons}")
+    return calls
+
+
+def _entry(entry_id: str, change: Change, fifo: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "Id": entry_id,
+        "Message": change.to_json(),
+        # Attributes let a subscription filter by type or symbol without parsing the body.
+        "MessageAttributes": {
+            "type": {"DataType": "String", "StringValue": change.type},
+            "symbol": {"DataType": "String", "StringValue": change.symbol},
+        },
+    }
+    if fifo:
+        entry["MessageGroupId"] = change.symbol
+        entry["MessageDeduplicationId"] = change.id
+    return entry
+
+
+def unwrap(body: str) -> str:
+    """The change text inside an SQS body: the SNS envelope's `Message`, or the body itself."""
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(envelope, dict) and envelope.get("Type") == "Notification" and "Message" in envelope:
+        return envelope["Message"]
+    return body

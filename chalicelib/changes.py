@@ -1,0 +1,144 @@
+"""The change message (contract v1, design.md 3.1) and its derivation from a stream record.
+
+`Change` is what travels on the topic. It keeps the original example's `type` and
+`data` fields so an old consumer still works, and adds what a correct consumer
+needs: an idempotency key (`id`), an order (`version`) and both images.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from chalicelib.currency import format_rate
+from chalicelib.ordering import change_version
+
+SCHEMA = "currencies.change.v1"
+ChangeType = Literal["INSERT", "MODIFY", "REMOVE"]
+CHANGE_TYPES: tuple[ChangeType, ...] = ("INSERT", "MODIFY", "REMOVE")
+
+_deserializer = TypeDeserializer()
+
+
+class InvalidChange(ValueError):
+    """A stream record or a message that cannot be turned into a `Change`; says why."""
+
+
+@dataclass(frozen=True)
+class Change:
+    type: ChangeType
+    data: dict[str, str]
+    id: str
+    sequence: str
+    version: int
+    occurred_at: str
+    published_at: str
+    old: dict[str, Any] | None
+    new: dict[str, Any] | None
+    schema: str = SCHEMA
+
+    @property
+    def symbol(self) -> str:
+        return self.data["symbol"]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Change:
+        try:
+            payload = json.loads(text)
+        except ValueError as error:
+            raise InvalidChange(f"message is not JSON: {error}") from None
+        if not isinstance(payload, dict):
+            raise InvalidChange("message is not a JSON object")
+        if payload.get("schema") != SCHEMA:
+            raise InvalidChange(f"unsupported schema {payload.get('schema')!r}; expected {SCHEMA!r}")
+        try:
+            change = cls(**{field: payload[field] for field in cls.__dataclass_fields__ if field != "schema"})
+        except KeyError as missing:
+            raise InvalidChange(f"message lacks field {missing}") from None
+        _check(change)
+        return change
+
+
+def change_from_record(record: dict[str, Any], published_at: datetime) -> Change:
+    """Convert one Lambda-shaped DynamoDB stream record (typed images) into a `Change`."""
+    try:
+        event_type = record["eventName"]
+        stream = record["dynamodb"]
+        event_id = record["eventID"]
+        sequence = str(stream["SequenceNumber"])
+        occurred_s = float(stream["ApproximateCreationDateTime"])
+        old = _image(stream.get("OldImage"))
+        new = _image(stream.get("NewImage"))
+    except InvalidChange:
+        raise
+    except (KeyError, TypeError, ValueError) as error:
+        raise InvalidChange(f"malformed stream record: {error!r}") from None
+    if event_type not in CHANGE_TYPES:
+        raise InvalidChange(f"unknown eventName {event_type!r}")
+    current = old if event_type == "REMOVE" else new
+    if current is None:
+        raise InvalidChange(
+            f"{event_type} record has no {'OldImage' if event_type == 'REMOVE' else 'NewImage'}; "
+            "the stream must use NEW_AND_OLD_IMAGES"
+        )
+    data = (
+        {"symbol": current["symbol"]}
+        if event_type == "REMOVE"
+        else {"symbol": current["symbol"], "rate": current["rate"]}
+    )
+    change = Change(
+        type=event_type,
+        data=data,
+        id=event_id,
+        sequence=sequence,
+        version=change_version(event_type, old, new, int(occurred_s), sequence),
+        occurred_at=_iso(datetime.fromtimestamp(occurred_s, tz=UTC)),
+        published_at=_iso(published_at),
+        old=old,
+        new=new,
+    )
+    _check(change)
+    return change
+
+
+def _image(typed: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Typed DynamoDB JSON -> plain JSON: the rate as canonical decimal text, counters as ints."""
+    if typed is None:
+        return None
+    image = {name: _deserializer.deserialize(value) for name, value in typed.items()}
+    if "symbol" not in image or "rate" not in image:
+        raise InvalidChange(f"item image lacks symbol or rate: {sorted(image)}")
+    plain: dict[str, Any] = {}
+    for name, value in image.items():
+        if name == "rate":
+            plain[name] = format_rate(Decimal(value))
+        elif isinstance(value, Decimal):
+            plain[name] = int(value) if value == value.to_integral_value() else format_rate(value)
+        else:
+            plain[name] = value
+    return plain
+
+
+def _check(change: Change) -> None:
+    if change.type not in CHANGE_TYPES:
+        raise InvalidChange(f"unknown change type {change.type!r}")
+    if not isinstance(change.data, dict) or not isinstance(change.data.get("symbol"), str):
+        raise InvalidChange("change data lacks a symbol")
+    if change.type != "REMOVE" and not isinstance(change.data.get("rate"), str):
+        raise InvalidChange(f"{change.type} change lacks a rate")
+    if not isinstance(change.version, int) or not 0 <= change.version < 2**63:
+        raise InvalidChange(f"version {change.version!r} is not a 63-bit integer")
+    if not isinstance(change.id, str) or not change.id:
+        raise InvalidChange("change lacks an id")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

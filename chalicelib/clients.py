@@ -1,0 +1,56 @@
+"""Clients built once per Lambda container, on first use, from `Settings`.
+
+Nothing connects at import time, so `app.py` imports without network access (for
+`chalice package`, unit tests and cold starts that never touch a given client).
+`AWS_ENDPOINT_URL`, when set (the local runtime sets it to moto server), redirects
+every boto3 client.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+
+from chalicelib.config import Settings
+from chalicelib.deadletter import DeadLetter, dead_letter
+from chalicelib.sinks.base import Sink
+from chalicelib.sinks.elasticsearch import ElasticsearchSink
+from chalicelib.store import RateStore
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@cache
+def store() -> RateStore:
+    return RateStore(boto3.resource("dynamodb").Table(settings().table_name))
+
+
+@cache
+def sns() -> Any:
+    return boto3.client("sns")
+
+
+@cache
+def sink() -> Sink:
+    config = settings()
+    built = ElasticsearchSink.from_url(config.search_url, config.events_index, config.rates_index)
+    built.ensure_templates()
+    return built
+
+
+def dead_letter_queue(source: str) -> DeadLetter | None:
+    url = settings().dlq_url
+    if url is None:
+        return None
+    sqs = _sqs()
+    return lambda body, reason: dead_letter(sqs, url, body, reason=reason, source=source)
+
+
+@cache
+def _sqs() -> Any:
+    return boto3.client("sqs")

@@ -1,0 +1,149 @@
+"""The consumer core: a batch of messages -> bulk writes -> which messages must be retried.
+
+Used by both triggers (SQS batches, or the original example's direct SNS
+subscription). It never raises for one bad message: the result names the messages
+to retry (`batchItemFailures`), and unparseable ones go to the dead-letter queue
+with their reason when one is configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from chalicelib import metrics
+from chalicelib.bus import unwrap
+from chalicelib.changes import Change, InvalidChange
+from chalicelib.deadletter import DeadLetter
+from chalicelib.documents import actions_for
+from chalicelib.sinks.base import FAILED_OUTCOMES, Outcome, Sink, outcome_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    message_id: str
+    body: str
+
+
+@dataclass
+class BatchReport:
+    failed_ids: list[str] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    def batch_item_failures(self) -> dict[str, list[dict[str, str]]]:
+        """The partial batch response Lambda expects from an SQS handler."""
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in self.failed_ids]}
+
+
+def consume(
+    messages: Sequence[InboundMessage],
+    sink: Sink,
+    *,
+    events_index: str,
+    rates_index: str,
+    dead_letter: DeadLetter | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> BatchReport:
+    report = BatchReport()
+    parsed: list[tuple[InboundMessage, Change]] = []
+    for message in messages:
+        try:
+            parsed.append((message, Change.from_json(unwrap(message.body))))
+        except InvalidChange as error:
+            _reject(message, str(error), dead_letter, report)
+
+    ingested_at = clock()
+    stamp = ingested_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    per_message = [
+        actions_for(change, events_index=events_index, rates_index=rates_index, ingested_at=stamp)
+        for _, change in parsed
+    ]
+    actions = [action for group in per_message for action in group]
+    try:
+        started = time.perf_counter()
+        results = sink.write(actions)
+        metrics.BULK_LATENCY.labels(sink.engine).observe(time.perf_counter() - started)
+    except Exception as error:  # the engine is unreachable or refused the whole request
+        log.error("bulk request failed; the batch will be retried", extra={"error": repr(error)})
+        for message, _ in parsed:
+            _record(report, message, "failed")
+        return report
+
+    position = 0
+    for (message, change), group in zip(parsed, per_message, strict=True):
+        item_results = results[position : position + len(group)]
+        position += len(group)
+        outcomes: list[Outcome] = [outcome_of(a, r) for a, r in zip(group, item_results, strict=True)]
+        for action, result, outcome in zip(group, item_results, outcomes, strict=True):
+            if outcome in FAILED_OUTCOMES:
+                metrics.BULK_ITEM_ERRORS.labels(sink.engine, result.error_type or str(result.status)).inc()
+                log.warning(
+                    "bulk item failed",
+                    extra={
+                        "change_id": change.id,
+                        "index": action.index,
+                        "status": result.status,
+                        "error_type": result.error_type,
+                        "reason": result.reason,
+                    },
+                )
+        outcome = _message_outcome(outcomes)
+        _record(report, message, outcome)
+        if outcome != "failed":
+            _observe_written(
+                change, ingested_at, event_written=outcomes[0] == "written", rate_written=outcomes[1] == "written"
+            )
+    return report
+
+
+def _message_outcome(outcomes: list[Outcome]) -> str:
+    """Events-index outcome first (duplicate), then rates-index outcome (stale)."""
+    if any(outcome in FAILED_OUTCOMES for outcome in outcomes):
+        return "failed"
+    event_outcome, rate_outcome = outcomes
+    if event_outcome == "duplicate":
+        return "duplicate"
+    if rate_outcome == "stale":
+        return "stale"
+    return "indexed"
+
+
+def _reject(message: InboundMessage, reason: str, dead_letter: DeadLetter | None, report: BatchReport) -> None:
+    log.error("invalid message", extra={"message_id": message.message_id, "reason": reason})
+    if dead_letter is None:
+        _record(report, message, "failed")
+        return
+    try:
+        dead_letter(message.body, reason)
+    except Exception as error:
+        log.error("dead-lettering failed; the message will be retried", extra={"error": repr(error)})
+        _record(report, message, "failed")
+        return
+    _record(report, message, "dead_lettered")
+
+
+def _record(report: BatchReport, message: InboundMessage, outcome: str) -> None:
+    report.outcomes[outcome] += 1
+    metrics.CONSUMER_MESSAGES.labels(outcome).inc()
+    if outcome == "failed":
+        report.failed_ids.append(message.message_id)
+
+
+def _observe_written(change: Change, ingested_at: datetime, *, event_written: bool, rate_written: bool) -> None:
+    if event_written:
+        occurred_at = datetime.fromisoformat(change.occurred_at.replace("Z", "+00:00"))
+        metrics.END_TO_END_LAG.observe(max((ingested_at - occurred_at).total_seconds(), 0.0))
+    if not rate_written:
+        return
+    if change.type != "REMOVE":
+        metrics.CURRENCY_RATE.labels(change.symbol).set(float(change.data["rate"]))
+        return
+    with contextlib.suppress(KeyError):  # this process never saw the symbol's rate
+        metrics.CURRENCY_RATE.remove(change.symbol)

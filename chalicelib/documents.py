@@ -1,0 +1,87 @@
+"""Change -> search-engine write actions (design.md 3.2). Pure: no client, no clock.
+
+Two writes per change:
+- the events index gets one document per change, `_id` = change id, op `create`,
+  so a redelivered change is a harmless conflict (counted as a duplicate);
+- the rates index holds the current state, `_id` = symbol, written with external
+  versioning from `Change.version`, so a stale or duplicated change can never
+  overwrite a newer one, and a REMOVE deletes with a version too.
+Field names follow ECS so Kibana and Grafana work without tuning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from chalicelib.changes import Change
+
+Operation = Literal["create", "index", "delete"]
+SEQUENCE_DIGITS = 40
+
+
+@dataclass(frozen=True)
+class Action:
+    """One bulk item; `version` set means external versioning."""
+
+    operation: Operation
+    index: str
+    id: str
+    document: dict[str, Any] | None = None
+    version: int | None = None
+
+
+def actions_for(change: Change, *, events_index: str, rates_index: str, ingested_at: str) -> list[Action]:
+    return [
+        Action("create", events_index, change.id, event_document(change, ingested_at)),
+        rate_action(change, rates_index),
+    ]
+
+
+def event_document(change: Change, ingested_at: str) -> dict[str, Any]:
+    previous = (change.old or {}).get("rate")
+    currency: dict[str, Any] = {"symbol": change.symbol, "version": change.version}
+    if change.type != "REMOVE":
+        currency["rate"] = change.data["rate"]
+    if previous is not None:
+        currency["previous_rate"] = previous
+    revision = (change.new or change.old or {}).get("revision")
+    if revision is not None:
+        currency["revision"] = revision
+    return {
+        "@timestamp": change.occurred_at,
+        "event": {
+            "id": change.id,
+            "kind": "event",
+            "dataset": "currencies.change",
+            "action": change.type.lower(),
+            "type": ["deletion" if change.type == "REMOVE" else "creation" if change.type == "INSERT" else "change"],
+            "created": change.published_at,
+            "ingested": ingested_at,
+            # Zero-padded so that sorting the keyword sorts by stream order.
+            "sequence": change.sequence.zfill(SEQUENCE_DIGITS),
+        },
+        "currency": currency,
+    }
+
+
+def rate_action(change: Change, rates_index: str) -> Action:
+    if change.type == "REMOVE":
+        return Action("delete", rates_index, change.symbol, version=change.version)
+    updated_at = (change.new or {}).get("updated_at")
+    return Action(
+        "index",
+        rates_index,
+        change.symbol,
+        {
+            "@timestamp": change.occurred_at,
+            "event": {"id": change.id},
+            "currency": {
+                "symbol": change.symbol,
+                "rate": change.data["rate"],
+                "version": change.version,
+                "updated_at": updated_at,
+            },
+        },
+        version=change.version,
+    )

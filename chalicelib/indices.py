@@ -1,0 +1,73 @@
+"""Index templates with explicit mappings for the events and rates indices.
+
+`dynamic: strict` means a document with an unexpected field is rejected rather than
+mapped by guess (the classic failure: one field mapped as long, later as float).
+Rates are `double` for range queries and aggregations; `_source` keeps the exact
+decimal text the change carried.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_DATE = {"type": "date", "format": "strict_date_optional_time||epoch_millis"}
+_KEYWORD = {"type": "keyword"}
+
+_CURRENCY = {
+    "properties": {
+        "symbol": _KEYWORD,
+        "rate": {"type": "double"},
+        "previous_rate": {"type": "double"},
+        "version": {"type": "long"},
+        "revision": {"type": "long"},
+        "updated_at": _DATE,
+    }
+}
+
+
+def templates(events_index: str, rates_index: str) -> dict[str, dict[str, Any]]:
+    """Template name -> body (`index_patterns`, `template`, `priority`)."""
+    return {
+        f"{events_index}-template": {
+            "index_patterns": [f"{events_index}*"],
+            "priority": 200,
+            "template": {
+                "mappings": {
+                    "dynamic": "strict",
+                    "properties": {
+                        "@timestamp": _DATE,
+                        "event": {
+                            "properties": {
+                                "id": _KEYWORD,
+                                "kind": _KEYWORD,
+                                "dataset": _KEYWORD,
+                                "action": _KEYWORD,
+                                "type": _KEYWORD,
+                                "created": _DATE,
+                                "ingested": _DATE,
+                                "sequence": _KEYWORD,
+                            }
+                        },
+                        "currency": _CURRENCY,
+                    },
+                },
+            },
+        },
+        f"{rates_index}-template": {
+            "index_patterns": [f"{rates_index}*"],
+            "priority": 200,
+            "template": {
+                # Tombstones of deletes are kept this long, so a stale write arriving
+                # later than that after a delete cannot resurrect the symbol.
+                "settings": {"index.gc_deletes": "1d"},
+                "mappings": {
+                    "dynamic": "strict",
+                    "properties": {
+                        "@timestamp": _DATE,
+                        "event": {"properties": {"id": _KEYWORD}},
+                        "currency": _CURRENCY,
+                    },
+                },
+            },
+        },
+    }

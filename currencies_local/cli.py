@@ -1,0 +1,160 @@
+"""`currencies`: the command line of the local runtime."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from chalicelib.metrics import REGISTRY
+from currencies_local.pipeline import LocalPipeline, Options
+from currencies_local.processes import StartupError
+
+console = Console()
+LOCK_PATH = Path(tempfile.gettempdir()) / f"currencies-up-{os.getuid()}.lock"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """currencies: a currency-rate API whose every change streams into a search engine."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address every local service binds to.")
+@click.option("--api-port", default=8000, show_default=True, help="Port of the REST API.")
+@click.option("--moto-port", default=5000, show_default=True, help="Port of moto server (local AWS).")
+@click.option(
+    "--elasticsearch-port", default=9200, show_default=True, help="Port of the Elasticsearch node started here."
+)
+@click.option("--metrics-port", default=9108, show_default=True, help="Port of the Prometheus /metrics endpoint.")
+@click.option(
+    "--elasticsearch-url",
+    envvar="ELASTICSEARCH_URL",
+    help="Use this running Elasticsearch instead of starting one [env: ELASTICSEARCH_URL].",
+)
+@click.option(
+    "--moto-url", envvar="MOTO_URL", help="Use this running moto server instead of starting one [env: MOTO_URL]."
+)
+@click.option(
+    "--batch-size",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Messages per consumer invocation.",
+)
+def up(**options: object) -> None:
+    """Start the whole pipeline locally and show events flowing; Ctrl-C stops everything.
+
+    Starts moto server (DynamoDB, SNS, SQS), a real Elasticsearch node (fetched
+    from Maven Central on first run), serves the API and feeds the handlers
+    Lambda-shaped events from the table's stream and the queue.
+    """
+    lock = _single_instance()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    started = time.monotonic()
+    pipeline = LocalPipeline(Options(**options), progress=console.log)  # type: ignore[arg-type]
+    # SIGTERM (kill, systemd, a test harness) stops as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with console.status("starting…"):
+            pipeline.start()
+        _write_lock(lock, pipeline)
+        console.print(_endpoints(pipeline, time.monotonic() - started))
+        with Live(_counts(pipeline), console=console, refresh_per_second=2) as live:
+            while True:
+                time.sleep(0.5)
+                live.update(_counts(pipeline))
+    except StartupError as error:
+        console.print("[red]could not start:[/red]", escape(str(error)))
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print("stopping…")
+    finally:
+        pipeline.stop()
+        lock.close()
+    console.print("stopped.")
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _single_instance() -> IO[str]:
+    lock = LOCK_PATH.open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        running = lock.read().strip()
+        details = json.loads(running) if running else {}
+        console.print(
+            f"[yellow]currencies up is already running[/yellow] (pid {details.get('pid', '?')}, "
+            f"API on {details.get('api', '?')}). Use that one, or stop it (Ctrl-C in its terminal) first."
+        )
+        sys.exit(1)
+    return lock
+
+
+def _write_lock(lock: IO[str], pipeline: LocalPipeline) -> None:
+    lock.seek(0)
+    lock.truncate()
+    lock.write(json.dumps({"pid": os.getpid(), "api": pipeline.api_url}))
+    lock.flush()
+
+
+def _endpoints(pipeline: LocalPipeline, ready_after_s: float) -> Table:
+    table = Table(title=f"currencies is up (ready in {ready_after_s:.1f} s)", show_header=False)
+    table.add_row("API", pipeline.api_url + "/currency")
+    table.add_row("moto (AWS)", pipeline.moto_url)
+    table.add_row("Elasticsearch", pipeline.elasticsearch_url)
+    table.add_row("metrics", pipeline.metrics_url)
+    table.add_row("try", f'curl -X POST {pipeline.api_url}/currency --data \'{{"symbol":"USD","rate":"100"}}\'')
+    return table
+
+
+def _counts(pipeline: LocalPipeline) -> Table:
+    def total(name: str, **labels: str) -> int:
+        return int(REGISTRY.get_sample_value(name, labels) or 0)
+
+    table = Table(title="events flowing (Ctrl-C stops)")
+    for column in (
+        "API requests",
+        "stream records",
+        "published",
+        "indexed",
+        "duplicate",
+        "stale",
+        "failed",
+        "dead-lettered",
+    ):
+        table.add_column(column, justify="right")
+    api_requests = sum(
+        int(sample.value)
+        for metric in REGISTRY.collect()
+        if metric.name == "currencies_api_requests"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+    table.add_row(
+        str(api_requests),
+        str(pipeline.stream_poller.records if pipeline.stream_poller else 0),
+        str(total("currencies_sns_publishes_total", outcome="published")),
+        *(
+            str(total("currencies_consumer_messages_total", outcome=o))
+            for o in ("indexed", "duplicate", "stale", "failed", "dead_lettered")
+        ),
+    )
+    return table

@@ -1,0 +1,175 @@
+"""What Lambda's event source mappings do in AWS, done locally by two polling threads.
+
+- `StreamPoller` reads the table's stream in order and invokes the stream handler;
+  a batch is retried (with backoff) until it succeeds, as a stream mapping does.
+- `QueuePoller` receives from the queue, invokes the consumer, and deletes only
+  the messages that succeeded (partial batch response); failed ones come back
+  after the visibility timeout and reach the DLQ after the redrive limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from chalice.local import LambdaContext
+
+from currencies_local.lambda_events import dynamodb_event, failed_message_ids, sqs_event
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any], Any], Any]
+LAMBDA_TIMEOUT_MS = 60_000
+
+
+def _context(name: str) -> LambdaContext:
+    return LambdaContext(function_name=name, memory_size=512, max_runtime_ms=LAMBDA_TIMEOUT_MS)
+
+
+class _Poller(threading.Thread):
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self._stop_requested = threading.Event()
+        self.invocations = 0
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def stop(self) -> None:
+        self._stop_requested.set()
+
+    def _service_error(self, error: Exception) -> None:
+        self.errors += 1
+        self.last_error = f"{type(error).__name__}: {error}"
+        log.warning("%s: %s", self.name, self.last_error)
+        self._stop_requested.wait(1.0)
+
+    def _invoke(self, handler: Handler, event: dict[str, Any]) -> tuple[bool, Any]:
+        self.invocations += 1
+        try:
+            return True, handler(event, _context(self.name))
+        except Exception as error:
+            self.errors += 1
+            self.last_error = f"{type(error).__name__}: {error}"
+            log.exception("%s: handler failed", self.name)
+            return False, None
+
+
+class StreamPoller(_Poller):
+    def __init__(
+        self,
+        streams: Any,
+        stream_arn: str,
+        handler: Handler,
+        *,
+        region: str,
+        batch_size: int = 100,
+        idle_sleep_s: float = 0.2,
+    ) -> None:
+        super().__init__("stream-poller")
+        self._streams = streams
+        self._stream_arn = stream_arn
+        self._handler = handler
+        self._region = region
+        self._batch_size = batch_size
+        self._idle_sleep_s = idle_sleep_s
+        self.records = 0
+
+    def run(self) -> None:
+        shards = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]["Shards"]
+        # One shard in moto; several shards would each need their own ordered reader.
+        iterator = self._streams.get_shard_iterator(
+            StreamArn=self._stream_arn, ShardId=shards[0]["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        pending: list[dict[str, Any]] = []
+        backoff = 0.5
+        while not self._stop_requested.is_set():
+            if not pending:
+                try:
+                    # Reusing NextShardIterator matters: moto keeps every iterator it hands out.
+                    response = self._streams.get_records(ShardIterator=iterator, Limit=self._batch_size)
+                except Exception as error:
+                    self._service_error(error)
+                    continue
+                iterator = response["NextShardIterator"]
+                pending = response["Records"]
+                if not pending:
+                    self._stop_requested.wait(self._idle_sleep_s)
+                    continue
+            ok, _ = self._invoke(self._handler, dynamodb_event(pending, self._stream_arn, self._region))
+            if ok:
+                self.records += len(pending)
+                pending = []
+                backoff = 0.5
+            else:
+                self._stop_requested.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+
+class QueuePoller(_Poller):
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        queue_arn: str,
+        handler: Handler,
+        *,
+        region: str,
+        batch_size: int = 10,
+        wait_s: int = 1,
+    ) -> None:
+        super().__init__("queue-poller")
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._queue_arn = queue_arn
+        self._handler = handler
+        self._region = region
+        self._batch_size = batch_size
+        self._wait_s = wait_s
+        self.messages = 0
+        self.retried = 0
+
+    def run(self) -> None:
+        while not self._stop_requested.is_set():
+            try:
+                messages = self._receive_batch()
+            except Exception as error:
+                self._service_error(error)
+                continue
+            if not messages:
+                continue
+            ids = [message["MessageId"] for message in messages]
+            ok, response = self._invoke(self._handler, sqs_event(messages, self._queue_arn, self._region))
+            failed = failed_message_ids(response, ids) if ok else set(ids)
+            done = [message for message in messages if message["MessageId"] not in failed]
+            try:
+                self._delete_messages(done)
+            except Exception as error:  # they come back after the visibility timeout: a duplicate, not a loss
+                self._service_error(error)
+            self.messages += len(done)
+            self.retried += len(failed)
+
+    def _receive_batch(self) -> list[dict[str, Any]]:
+        """Up to `batch_size` messages: keep receiving while the queue has more, as Lambda batches."""
+        batch: list[dict[str, Any]] = []
+        while len(batch) < self._batch_size and not self._stop_requested.is_set():
+            received = self._sqs.receive_message(
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=min(10, self._batch_size - len(batch)),
+                WaitTimeSeconds=0 if batch else self._wait_s,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not received:
+                break
+            batch.extend(received)
+        return batch
+
+    def _delete_messages(self, messages: list[dict[str, Any]]) -> None:
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            self._sqs.delete_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+            )

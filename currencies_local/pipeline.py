@@ -1,0 +1,172 @@
+"""The whole pipeline on one machine: moto, a search engine, the API and both event sources.
+
+`LocalPipeline` is what `currencies up` runs and what the integration tests start,
+so the tests exercise exactly what a user runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from chalice.cli.factory import CLIFactory
+from chalice.local import create_local_server
+from prometheus_client import start_http_server
+
+from chalicelib.metrics import REGISTRY
+from currencies_local.elasticsearch import start_elasticsearch
+from currencies_local.event_sources import QueuePoller, StreamPoller
+from currencies_local.moto import REGION, aws_environment, start_moto
+from currencies_local.processes import ManagedProcess, StartupError, port_is_free
+from currencies_local.provision import Resources, provision
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Options:
+    host: str = "127.0.0.1"
+    api_port: int = 8000
+    moto_port: int = 5000
+    elasticsearch_port: int = 9200
+    metrics_port: int = 9108
+    elasticsearch_url: str | None = None
+    """Use this running node instead of starting one."""
+    moto_url: str | None = None
+    """Use this running moto server instead of starting one."""
+    batch_size: int = 10
+
+
+@dataclass
+class LocalPipeline:
+    options: Options
+    progress: Callable[[str], None] = lambda _: None
+    work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="currencies-")))
+    resources: Resources | None = None
+    stream_poller: StreamPoller | None = None
+    queue_poller: QueuePoller | None = None
+    _processes: list[ManagedProcess] = field(default_factory=list)
+    _stoppers: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.options.host}:{self.options.api_port}"
+
+    @property
+    def moto_url(self) -> str:
+        return self.options.moto_url or f"http://{self.options.host}:{self.options.moto_port}"
+
+    @property
+    def elasticsearch_url(self) -> str:
+        return self.options.elasticsearch_url or f"http://{self.options.host}:{self.options.elasticsearch_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.options.host}:{self.options.metrics_port}/metrics"
+
+    def start(self) -> None:
+        """Start everything, in dependency order; on any failure, stop what was started."""
+        try:
+            self._check_ports()
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _check_ports(self) -> None:
+        wanted = {
+            "API": ("--api-port", self.options.api_port),
+            "metrics": ("--metrics-port", self.options.metrics_port),
+        }
+        if self.options.moto_url is None:
+            wanted["moto"] = ("--moto-port", self.options.moto_port)
+        if self.options.elasticsearch_url is None:
+            wanted["Elasticsearch"] = ("--elasticsearch-port", self.options.elasticsearch_port)
+        for name, (flag, port) in wanted.items():
+            if not port_is_free(self.options.host, port):
+                raise StartupError(
+                    f"port {port} ({name}) is already in use by another program; stop it or pick another with {flag}"
+                )
+
+    def _start(self) -> None:
+        options = self.options
+        self.work_dir.chmod(0o711)  # the Elasticsearch user must reach its data dir below this one
+        os.environ.update(aws_environment(self.moto_url))
+        if options.moto_url is None:
+            self.progress(f"starting moto server on {self.moto_url}")
+            self._processes.append(start_moto(options.host, options.moto_port, self.work_dir))
+        if options.elasticsearch_url is None:
+            self._processes.append(
+                start_elasticsearch(
+                    options.host, options.elasticsearch_port, self.work_dir / "elasticsearch", self.progress
+                )
+            )
+        self.progress("creating the table, topic, queue and dead-letter queue")
+        self.resources = provision()
+        app_module, config = _load_app(
+            {
+                **self.resources.environment(),
+                "CURRENCIES_SEARCH_URL": self.elasticsearch_url,
+                "CURRENCIES_BATCH_SIZE": str(options.batch_size),
+                "CURRENCIES_CONSUMER_TRIGGER": "sqs",
+            }
+        )
+        app_module.clients.sink()  # index templates exist before the first event arrives
+        server = create_local_server(app_module.app, config, options.host, options.api_port)
+        threading.Thread(target=server.server.serve_forever, name="api", daemon=True).start()
+        self._stoppers.append(server.shutdown)
+
+        metrics_server, _ = start_http_server(options.metrics_port, addr=options.host, registry=REGISTRY)
+        self._stoppers.append(metrics_server.shutdown)
+
+        self.stream_poller = StreamPoller(
+            boto3.client("dynamodbstreams"), self.resources.stream_arn, app_module.relay_changes, region=REGION
+        )
+        self.queue_poller = QueuePoller(
+            boto3.client("sqs"),
+            self.resources.queue_url,
+            self.resources.queue_arn,
+            app_module.index_changes,
+            region=REGION,
+            batch_size=options.batch_size,
+        )
+        for poller in (self.stream_poller, self.queue_poller):
+            poller.start()
+            self._stoppers.append(poller.stop)
+
+    def dead_letter_depth(self) -> int:
+        if self.resources is None:
+            return 0
+        attributes = boto3.client("sqs").get_queue_attributes(
+            QueueUrl=self.resources.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"])
+
+    def stop(self) -> None:
+        """Stop in reverse order: pollers and servers first, then the engine and moto."""
+        for stopper in reversed(self._stoppers):
+            stopper()
+        for poller in (self.stream_poller, self.queue_poller):
+            if poller is not None and poller.is_alive():
+                poller.join(timeout=5)
+        for process in reversed(self._processes):
+            process.stop()
+        self._stoppers.clear()
+        self._processes.clear()
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def _load_app(environment: dict[str, str]) -> tuple[Any, Any]:
+    """Import app.py the way `chalice local` does: the `local` stage's settings, then ours on top."""
+    factory = CLIFactory(project_dir=str(PROJECT_DIR), environ=os.environ)
+    config = factory.create_config_obj(chalice_stage_name="local")
+    factory.load_chalice_app(environment_variables={**config.environment_variables, **environment})
+    return importlib.import_module("app"), config
