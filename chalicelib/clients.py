@@ -39,7 +39,7 @@ def sns() -> Any:
 def sink() -> Sink:
     config = settings()
     built = ElasticsearchSink.from_url(config.search_url, config.events_index, config.rates_index)
-    built.ensure_templates()
+    built.ensure_indices()
     return built
 
 

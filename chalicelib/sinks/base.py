@@ -24,8 +24,8 @@ class ItemResult:
 class Sink(Protocol):
     engine: str
 
-    def ensure_templates(self) -> None:
-        """Create or update the index templates; safe to call from many processes at once."""
+    def ensure_indices(self) -> None:
+        """Create or update the index templates and create the indices; safe to run concurrently."""
 
     def write(self, actions: Sequence[Action]) -> list[ItemResult]:
         """Send the actions in bulk; one result per action, in order."""

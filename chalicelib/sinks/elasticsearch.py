@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from elasticsearch import Elasticsearch
+from elasticsearch import BadRequestError, Elasticsearch
 
 from chalicelib.documents import Action
 from chalicelib.indices import templates
@@ -29,10 +29,17 @@ class ElasticsearchSink:
         client = Elasticsearch(url, request_timeout=timeout_s, retry_on_timeout=False, max_retries=0)
         return cls(client, events_index, rates_index)
 
-    def ensure_templates(self) -> None:
-        # PUT of a composable template is idempotent, so concurrent cold starts are safe.
+    def ensure_indices(self) -> None:
+        # Template PUTs are idempotent and "already exists" is success, so
+        # concurrent cold starts are safe.
         for name, body in templates(self._events_index, self._rates_index).items():
             self._client.indices.put_index_template(name=name, **body)
+        for index in (self._events_index, self._rates_index):
+            try:
+                self._client.indices.create(index=index)
+            except BadRequestError as error:
+                if error.error != "resource_already_exists_exception":
+                    raise
 
     def write(self, actions: Sequence[Action]) -> list[ItemResult]:
         if not actions:

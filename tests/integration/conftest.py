@@ -20,7 +20,6 @@ from currencies_local.pipeline import LocalPipeline, Options
 from currencies_local.processes import free_port
 
 
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in item.path.parts:
