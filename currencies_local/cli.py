@@ -24,7 +24,9 @@ from currencies_local.pipeline import LocalPipeline, Options
 from currencies_local.processes import StartupError
 
 console = Console()
-LOCK_PATH = Path(tempfile.gettempdir()) / f"currencies-up-{os.getuid()}.lock"
+LOCK_PATH = Path(
+    os.environ.get("CURRENCIES_LOCK_FILE", Path(tempfile.gettempdir()) / f"currencies-up-{os.getuid()}.lock")
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

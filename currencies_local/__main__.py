@@ -1,0 +1,3 @@
+from currencies_local.cli import main
+
+main()
