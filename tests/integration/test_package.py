@@ -1,0 +1,34 @@
+"""`chalice package` builds the deployable artifact: three functions, and nothing dev-only in the zip."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from currencies_local.pipeline import PROJECT_DIR
+
+
+def test_chalice_package_builds_a_lean_lambda_zip(tmp_path: Path) -> None:
+    out = tmp_path / "package"
+    chalice = Path(sys.executable).with_name("chalice")
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run(
+        [str(chalice), "package", "--stage", "dev", str(out)],
+        cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    resources = json.loads((out / "sam.json").read_text())["Resources"]
+    functions = {name for name, body in resources.items() if body["Type"] == "AWS::Serverless::Function"}
+    assert functions == {"APIHandler", "RelayChanges", "IndexChanges"}
+    events = resources["IndexChanges"]["Properties"]["Events"]
+    assert [event["Type"] for event in events.values()] == ["SQS"]
+    names = zipfile.ZipFile(out / "deployment.zip").namelist()
+    assert "app.py" in names
+    assert "chalicelib/consumer.py" in names
+    top_level = {name.split("/")[0] for name in names}
+    assert not top_level & {"boto3", "botocore", "moto", "currencies_local", "tests", "hypothesis"}
+    assert "elasticsearch" in top_level
