@@ -58,6 +58,10 @@ def unwrap(body: str) -> str:
         envelope = json.loads(body)
     except ValueError:
         return body
-    if isinstance(envelope, dict) and envelope.get("Type") == "Notification" and "Message" in envelope:
+    if (
+        isinstance(envelope, dict)
+        and envelope.get("Type") == "Notification"
+        and isinstance(envelope.get("Message"), str)
+    ):
         return envelope["Message"]
     return body

@@ -53,7 +53,7 @@ class Change:
     def from_json(cls, text: str) -> Change:
         try:
             payload = json.loads(text)
-        except ValueError as error:
+        except (TypeError, ValueError) as error:
             raise InvalidChange(f"message is not JSON: {error}") from None
         if not isinstance(payload, dict):
             raise InvalidChange("message is not a JSON object")
@@ -128,16 +128,41 @@ def _image(typed: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _check(change: Change) -> None:
+    """Reject a change whose fields a consumer could not use; the consumer is a trust boundary."""
     if change.type not in CHANGE_TYPES:
         raise InvalidChange(f"unknown change type {change.type!r}")
-    if not isinstance(change.data, dict) or not isinstance(change.data.get("symbol"), str):
-        raise InvalidChange("change data lacks a symbol")
-    if change.type != "REMOVE" and not isinstance(change.data.get("rate"), str):
-        raise InvalidChange(f"{change.type} change lacks a rate")
-    if not isinstance(change.version, int) or not 0 <= change.version < 2**63:
-        raise InvalidChange(f"version {change.version!r} is not a 63-bit integer")
     if not isinstance(change.id, str) or not change.id:
         raise InvalidChange("change lacks an id")
+    if not isinstance(change.data, dict) or not isinstance(change.data.get("symbol"), str) or not change.symbol:
+        raise InvalidChange("change data lacks a symbol")
+    if change.type != "REMOVE":
+        _check_rate(change.data.get("rate"), "data.rate")
+    if type(change.version) is not int or not 0 <= change.version < 2**63:
+        raise InvalidChange(f"version {change.version!r} is not a 63-bit integer")
+    if not isinstance(change.sequence, str) or not change.sequence.isdigit():
+        raise InvalidChange(f"sequence {change.sequence!r} is not a string of digits")
+    for name in ("occurred_at", "published_at"):
+        moment = getattr(change, name)
+        try:
+            datetime.fromisoformat(moment)
+        except (TypeError, ValueError):
+            raise InvalidChange(f"{name} {moment!r} is not an ISO 8601 timestamp") from None
+    for name in ("old", "new"):
+        image = getattr(change, name)
+        if image is None:
+            continue
+        if not isinstance(image, dict):
+            raise InvalidChange(f"{name} image must be an object or null")
+        _check_rate(image.get("rate"), f"{name}.rate")
+
+
+def _check_rate(rate: Any, where: str) -> None:
+    try:
+        valid = isinstance(rate, str) and Decimal(rate).is_finite()
+    except ArithmeticError:
+        valid = False
+    if not valid:
+        raise InvalidChange(f"{where} {rate!r} is not a decimal string")
 
 
 def _iso(moment: datetime) -> str:

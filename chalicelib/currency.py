@@ -61,8 +61,7 @@ def parse_rate(value: Any) -> Decimal:
         raise InvalidInput("invalid_rate", f"rate must be positive and finite, got {_show(value)}")
     if rate >= MAX_RATE:
         raise InvalidInput("invalid_rate", f"rate must be below {MAX_RATE:f}, got {_show(value)}")
-    rate = rate.normalize()
-    _, digits, exponent = rate.as_tuple()
+    _, digits, exponent = rate.normalize().as_tuple()
     if len(digits) > MAX_SIGNIFICANT_DIGITS:
         raise InvalidInput(
             "invalid_rate",
@@ -70,14 +69,18 @@ def parse_rate(value: Any) -> Decimal:
         )
     if isinstance(exponent, int) and exponent < MIN_EXPONENT:
         raise InvalidInput("invalid_rate", f"rate must not have digits below 1e{MIN_EXPONENT}, got {_show(value)}")
-    # normalize() turns 100 into 1E+2; re-quantize to exponent 0 so the stored and
-    # displayed form is the plain one.
-    return rate.quantize(Decimal(1)) if rate == rate.to_integral_value() else rate
+    return canonical(rate)
+
+
+def canonical(rate: Decimal) -> Decimal:
+    """No trailing zeros and no positive exponent: 1.10 -> 1.1 and 1E+2 -> 100."""
+    normal = rate.normalize()
+    return normal.quantize(Decimal(1)) if normal == normal.to_integral_value() else normal
 
 
 def format_rate(rate: Decimal) -> str:
     """The canonical text of a rate: plain notation, no exponent, no trailing zeros."""
-    return f"{rate:f}"
+    return f"{canonical(rate):f}"
 
 
 def parse_body(raw: bytes | None, *, required: set[str], allowed: set[str]) -> dict[str, Any]:
@@ -94,7 +97,11 @@ def parse_body(raw: bytes | None, *, required: set[str], allowed: set[str]) -> d
         body = json.loads(raw, parse_float=Decimal, parse_int=Decimal, parse_constant=_refuse_constant)
     except InvalidInput:
         raise
-    except (ValueError, UnicodeDecodeError) as error:
+    except RecursionError:
+        raise InvalidInput("malformed_json", "body is nested too deeply") from None
+    except ArithmeticError:  # decimal.InvalidOperation: an exponent beyond any Decimal
+        raise InvalidInput("invalid_number", "body holds a number too large or too small to represent") from None
+    except ValueError as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise InvalidInput("malformed_json", f"body is not valid JSON: {error}") from None
     if not isinstance(body, dict):
         raise InvalidInput("invalid_body", f"body must be a JSON object, got {type(body).__name__}")

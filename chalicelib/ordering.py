@@ -11,7 +11,7 @@ in milliseconds; a live version is `created_at * 10**6 + revision`:
   the delete (given a clock that moves forward by at least 1 ms between the delete
   and the re-create, and fewer than 10**6 writes per generation);
 - items written without those attributes (an old table, a backfill) get a
-  timestamp-derived fallback below 10**16, which every live version (above 10**18
+  timestamp-derived fallback below 10**18, which every live version (above 10**18
   for any date after 2001) beats.
 All versions stay below 2**63, the engines' limit for external versions.
 """
@@ -21,6 +21,9 @@ from __future__ import annotations
 from typing import Any
 
 REVISIONS_PER_GENERATION = 10**6
+# Fallback versions keep this many low digits of the sequence: the most that keeps
+# them below 10**18 (every live version is above) for stream times until 2286.
+FALLBACK_SEQUENCE_SPAN = 10**8
 
 
 def live_version(created_at_ms: int, revision: int) -> int:
@@ -28,8 +31,12 @@ def live_version(created_at_ms: int, revision: int) -> int:
 
 
 def fallback_version(occurred_at_s: int, sequence: str) -> int:
-    """Order by stream second, then by the low digits of the (per-shard increasing) sequence."""
-    return occurred_at_s * REVISIONS_PER_GENERATION + int(sequence) % REVISIONS_PER_GENERATION
+    """Order by stream second, then by the low digits of the (per-shard increasing) sequence.
+
+    Best effort: the low digits wrap, so two changes of one item within one stream
+    second can be misordered when the sequence crosses a multiple of 10**8.
+    """
+    return occurred_at_s * FALLBACK_SEQUENCE_SPAN + int(sequence) % FALLBACK_SEQUENCE_SPAN
 
 
 def image_version(image: dict[str, Any] | None) -> int | None:

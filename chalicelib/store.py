@@ -58,7 +58,12 @@ class RateStore:
             try:
                 response = self._table.update_item(
                     Key={"symbol": change.symbol},
-                    UpdateExpression="SET rate = :rate, updated_at = :now ADD revision :one",
+                    # created_at is set here too for items written by other means
+                    # (a backfill): from their first API write on they carry live versions.
+                    UpdateExpression=(
+                        "SET rate = :rate, updated_at = :now, created_at = if_not_exists(created_at, :now) "
+                        "ADD revision :one"
+                    ),
                     ConditionExpression="attribute_exists(symbol)",
                     ExpressionAttributeValues={":rate": change.rate, ":now": now, ":one": 1},
                     ReturnValues="ALL_NEW",

@@ -50,6 +50,8 @@ BAD_BODIES = [
     (b'{"symbol": "GBPX", "rate": "1.2"}', 400, "invalid_symbol"),
     (b'{"symbol": 123, "rate": "1.2"}', 400, "invalid_symbol"),
     (b"\xff\xfe\x00", 400, "malformed_json"),
+    (b"[" * 4000, 400, "malformed_json"),
+    (b'{"symbol": "GBP", "rate": 1e999999999999999999999}', 400, "invalid_number"),
     (b'{"symbol": "GBP", "rate": "' + b"1" * 5000 + b'"}', 413, "body_too_large"),
 ]
 

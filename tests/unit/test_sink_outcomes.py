@@ -1,0 +1,97 @@
+"""Unit tests for bulk-item classification (sinks.base.outcome_of) and the Elasticsearch bulk format."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chalicelib.documents import Action
+from chalicelib.sinks.base import FAILED_OUTCOMES, ItemResult, outcome_of
+from chalicelib.sinks.elasticsearch import _operations, _result
+
+CREATE = Action("create", "events", "change-1", {"event": {"id": "change-1"}})
+INDEX = Action("index", "rates", "EUR", {"currency": {"symbol": "EUR"}}, version=7)
+DELETE = Action("delete", "rates", "EUR", version=8)
+UNVERSIONED_INDEX = Action("index", "rates", "EUR", {"currency": {"symbol": "EUR"}})
+
+
+@pytest.mark.parametrize(
+    ("action", "status", "outcome"),
+    [
+        (CREATE, 201, "written"),
+        (INDEX, 200, "written"),
+        (DELETE, 200, "written"),
+        (CREATE, 409, "duplicate"),  # the change was already indexed: redelivery
+        (INDEX, 409, "stale"),  # a newer version is already there
+        (DELETE, 409, "stale"),
+        (UNVERSIONED_INDEX, 409, "rejected"),  # without a version a conflict is unexpected
+        (DELETE, 404, "absent"),
+        (INDEX, 404, "rejected"),
+        (CREATE, 404, "rejected"),
+        (CREATE, 429, "retryable"),
+        (INDEX, 500, "retryable"),
+        (DELETE, 503, "retryable"),
+        (CREATE, 400, "rejected"),
+        (INDEX, 400, "rejected"),
+        (INDEX, 413, "rejected"),
+    ],
+)
+def test_outcome_table(action: Action, status: int, outcome: str) -> None:
+    assert outcome_of(action, ItemResult(status)) == outcome
+
+
+@given(st.sampled_from([CREATE, INDEX, DELETE, UNVERSIONED_INDEX]), st.integers(100, 599))
+def test_only_unexpected_errors_fail_the_message(action: Action, status: int) -> None:
+    """Retry exactly what a retry can fix (429, 5xx); reject other errors; conflicts the design expects are fine."""
+    outcome = outcome_of(action, ItemResult(status))
+    if 200 <= status < 300:
+        assert outcome == "written"
+    elif status == 429 or status >= 500:
+        assert outcome == "retryable"
+    elif (status == 409 and (action.operation == "create" or action.version is not None)) or (
+        status == 404 and action.operation == "delete"
+    ):
+        assert outcome not in FAILED_OUTCOMES
+    else:
+        assert outcome == "rejected"
+
+
+def test_operations_lines() -> None:
+    """The bulk body: one meta line per action, then its document unless it is a delete."""
+    assert _operations([CREATE, INDEX, DELETE]) == [
+        {"create": {"_index": "events", "_id": "change-1"}},
+        {"event": {"id": "change-1"}},
+        {"index": {"_index": "rates", "_id": "EUR", "version": 7, "version_type": "external"}},
+        {"currency": {"symbol": "EUR"}},
+        {"delete": {"_index": "rates", "_id": "EUR", "version": 8, "version_type": "external"}},
+    ]
+
+
+def test_operations_keep_version_zero() -> None:
+    """0 is a valid external version; a truthiness test would drop it."""
+    (meta,) = _operations([Action("delete", "rates", "EUR", version=0)])
+    assert meta == {"delete": {"_index": "rates", "_id": "EUR", "version": 0, "version_type": "external"}}
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ({"create": {"_id": "a", "status": 201, "result": "created"}}, ItemResult(201)),
+        ({"delete": {"_id": "EUR", "status": 404, "result": "not_found"}}, ItemResult(404)),
+        (
+            {
+                "index": {
+                    "_id": "EUR",
+                    "status": 409,
+                    "error": {"type": "version_conflict_engine_exception", "reason": "current version [9] is higher"},
+                }
+            },
+            ItemResult(409, "version_conflict_engine_exception", "current version [9] is higher"),
+        ),
+        (
+            {"index": {"status": 400, "error": "mapper_parsing_exception"}},
+            ItemResult(400, "error", "mapper_parsing_exception"),
+        ),
+    ],
+)
+def test_result_from_bulk_item(item: dict[str, object], expected: ItemResult) -> None:
+    assert _result(item) == expected
