@@ -12,7 +12,7 @@ from chalice import Chalice, Response
 from chalice.app import DynamoDBEvent, SNSEvent, SQSEvent
 
 from chalicelib import api, clients, logs
-from chalicelib.consumer import InboundMessage, consume
+from chalicelib.consumer import InboundMessage, consume, deadline_of
 from chalicelib.stream import relay
 
 app = Chalice(app_name="currencies")
@@ -60,13 +60,14 @@ def relay_changes(event: DynamoDBEvent) -> None:
     )
 
 
-def _consume(messages: list[InboundMessage]) -> dict[str, Any]:
+def _consume(messages: list[InboundMessage], context: Any) -> dict[str, Any]:
     report = consume(
         messages,
         clients.sink(),
         events_index=settings.events_index,
         rates_index=settings.rates_index,
         dead_letter=clients.dead_letter_queue("consumer"),
+        deadline=deadline_of(context),
     )
     return report.batch_item_failures()
 
@@ -75,7 +76,7 @@ if settings.consumer_trigger == "sqs":
 
     @app.on_sqs_message(queue=settings.queue_name, batch_size=settings.batch_size)
     def index_changes(event: SQSEvent) -> dict[str, Any]:
-        return _consume([InboundMessage(r.to_dict()["messageId"], r.body) for r in event])
+        return _consume([InboundMessage(r.to_dict()["messageId"], r.body) for r in event], event.context)
 
 else:
     # The original example's wiring: the consumer subscribed straight to the topic,
@@ -83,6 +84,7 @@ else:
 
     @app.on_sns_message(topic=settings.topic_name)
     def index_changes(event: SNSEvent) -> None:
-        failures = _consume([InboundMessage(event.to_dict()["Records"][0]["Sns"]["MessageId"], event.message)])
+        record = InboundMessage(event.to_dict()["Records"][0]["Sns"]["MessageId"], event.message)
+        failures = _consume([record], event.context)
         if failures["batchItemFailures"]:
             raise RuntimeError("indexing failed; Lambda will retry this message")

@@ -15,8 +15,8 @@ import boto3
 
 from chalicelib.config import Settings
 from chalicelib.deadletter import DeadLetter, dead_letter
-from chalicelib.sinks.base import Sink
-from chalicelib.sinks.elasticsearch import ElasticsearchSink
+from chalicelib.sinks.base import SearchEngine
+from chalicelib.sinks.sink import SearchSink, connect
 from chalicelib.store import RateStore
 
 
@@ -36,9 +36,15 @@ def sns() -> Any:
 
 
 @cache
-def sink() -> Sink:
+def search_engine() -> SearchEngine:
+    return connect(settings().search)
+
+
+@cache
+def sink() -> SearchSink:
+    """The consumer's sink; its indices are ensured once per container, on first use."""
     config = settings()
-    built = ElasticsearchSink.from_url(config.search_url, config.events_index, config.rates_index)
+    built = SearchSink(search_engine(), config.events_index, config.rates_index)
     built.ensure_indices()
     return built
 

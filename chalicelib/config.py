@@ -12,10 +12,63 @@ from dataclasses import dataclass
 from typing import Literal
 
 ConsumerTrigger = Literal["sqs", "sns"]
+Engine = Literal["elasticsearch", "opensearch"]
+Auth = Literal["none", "basic", "api_key", "sigv4"]
 
 
 class ConfigError(RuntimeError):
     """A required setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Which engine, where, and how to authenticate (secrets come from the stage's environment)."""
+
+    engine: Engine = "elasticsearch"
+    url: str = "http://127.0.0.1:9200"
+    auth: Auth = "none"
+    username: str | None = None
+    password: str | None = None
+    api_key: str | None = None
+    region: str | None = None
+    sigv4_service: str = "es"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SearchSettings:
+        engine = env.get("CURRENCIES_SEARCH_ENGINE", "elasticsearch")
+        if engine not in ("elasticsearch", "opensearch"):
+            raise ConfigError(f"CURRENCIES_SEARCH_ENGINE must be 'elasticsearch' or 'opensearch', got {engine!r}")
+        auth = env.get("CURRENCIES_SEARCH_AUTH", "none")
+        if auth not in ("none", "basic", "api_key", "sigv4"):
+            raise ConfigError(f"CURRENCIES_SEARCH_AUTH must be none, basic, api_key or sigv4, got {auth!r}")
+        if auth == "api_key" and engine != "elasticsearch":
+            raise ConfigError("CURRENCIES_SEARCH_AUTH=api_key works with Elasticsearch only")
+        if auth == "sigv4" and engine != "opensearch":
+            raise ConfigError("CURRENCIES_SEARCH_AUTH=sigv4 works with OpenSearch (Amazon OpenSearch Service) only")
+        settings = cls(
+            engine=engine,  # type: ignore[arg-type]
+            url=env.get("CURRENCIES_SEARCH_URL", cls.url),
+            auth=auth,  # type: ignore[arg-type]
+            username=env.get("CURRENCIES_SEARCH_USERNAME"),
+            password=env.get("CURRENCIES_SEARCH_PASSWORD"),
+            api_key=env.get("CURRENCIES_SEARCH_API_KEY"),
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+            sigv4_service=env.get("CURRENCIES_SEARCH_SIGV4_SERVICE", "es"),
+        )
+        missing = {
+            "basic": [
+                ("CURRENCIES_SEARCH_USERNAME", settings.username),
+                ("CURRENCIES_SEARCH_PASSWORD", settings.password),
+            ],
+            "api_key": [("CURRENCIES_SEARCH_API_KEY", settings.api_key)],
+            "sigv4": [("AWS_REGION", settings.region)],
+        }.get(auth, [])
+        for name, value in missing:
+            if not value:
+                raise ConfigError(f"CURRENCIES_SEARCH_AUTH={auth} needs {name}")
+        if settings.sigv4_service not in ("es", "aoss"):
+            raise ConfigError("CURRENCIES_SEARCH_SIGV4_SERVICE must be 'es' (managed domains) or 'aoss' (serverless)")
+        return settings
 
 
 @dataclass(frozen=True)
@@ -27,7 +80,7 @@ class Settings:
     queue_name: str
     consumer_trigger: ConsumerTrigger
     batch_size: int
-    search_url: str
+    search: SearchSettings
     events_index: str
     rates_index: str
     dlq_url: str | None
@@ -49,7 +102,7 @@ class Settings:
             queue_name=env.get("CURRENCIES_QUEUE", "currency-queue"),
             consumer_trigger=trigger,  # type: ignore[arg-type]
             batch_size=int(batch_size),
-            search_url=env.get("CURRENCIES_SEARCH_URL", "http://127.0.0.1:9200"),
+            search=SearchSettings.from_env(env),
             events_index=env.get("CURRENCIES_EVENTS_INDEX", "currency-events"),
             rates_index=env.get("CURRENCIES_RATES_INDEX", "currency-rates"),
             dlq_url=env.get("CURRENCIES_DLQ_URL") or None,

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from chalicelib import metrics
 from chalicelib.bus import unwrap
@@ -42,6 +43,18 @@ class BatchReport:
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in self.failed_ids]}
 
 
+# Time kept back from the Lambda's remaining time: enough to report the batch result.
+DEADLINE_MARGIN_S = 3.0
+
+
+def deadline_of(context: Any) -> float | None:
+    """A `time.monotonic()` deadline from a Lambda context (None without one: no bound)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    return time.monotonic() + remaining() / 1000 - DEADLINE_MARGIN_S
+
+
 def consume(
     messages: Sequence[InboundMessage],
     sink: Sink,
@@ -49,8 +62,10 @@ def consume(
     events_index: str,
     rates_index: str,
     dead_letter: DeadLetter | None = None,
+    deadline: float | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> BatchReport:
+    """Index a batch; `deadline` (time.monotonic) bounds the sink's retries."""
     report = BatchReport()
     parsed: list[tuple[InboundMessage, Change]] = []
     for message in messages:
@@ -67,10 +82,8 @@ def consume(
     ]
     actions = [action for group in per_message for action in group]
     try:
-        started = time.perf_counter()
-        results = sink.write(actions)
-        metrics.BULK_LATENCY.labels(sink.engine).observe(time.perf_counter() - started)
-    except Exception as error:  # the engine is unreachable or refused the whole request
+        results = sink.write(actions, deadline)
+    except Exception as error:  # the engine refused the whole request (e.g. 401, 403)
         log.error("bulk request failed; the batch will be retried", extra={"error": repr(error)})
         for message, _ in parsed:
             _record(report, message, "failed")

@@ -46,6 +46,12 @@ BULK_LATENCY = Histogram(
     ["engine"],
     registry=REGISTRY,
 )
+BULK_RETRIES = Counter(
+    "currencies_bulk_item_retries",
+    "Bulk items sent again after a 429, a 5xx or a failed request.",
+    ["engine"],
+    registry=REGISTRY,
+)
 BULK_ITEM_ERRORS = Counter(
     "currencies_bulk_item_errors",
     "Bulk items the engine refused, by reason (the engine's error type).",

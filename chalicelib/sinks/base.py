@@ -1,10 +1,10 @@
-"""What every sink offers, and how one bulk item's result becomes an outcome."""
+"""The sink the consumer needs, the engine adapter behind it, and what a bulk item's result means."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from chalicelib.documents import Action
 
@@ -27,8 +27,29 @@ class Sink(Protocol):
     def ensure_indices(self) -> None:
         """Create or update the index templates and create the indices; safe to run concurrently."""
 
-    def write(self, actions: Sequence[Action]) -> list[ItemResult]:
-        """Send the actions in bulk; one result per action, in order."""
+    def write(self, actions: Sequence[Action], deadline: float | None = None) -> list[ItemResult]:
+        """Send the actions in bulk; one result per action, in order; give up retrying at `deadline`."""
+
+
+class SearchEngine(Protocol):
+    """One engine's client behind the few calls the pipeline makes (see sinks.elasticsearch/opensearch)."""
+
+    name: str
+
+    def send_bulk(self, body: bytes, timeout_s: float) -> list[dict[str, Any]]:
+        """POST `_bulk`; the response's `items`. Raises EngineUnavailable when retrying may help."""
+
+    def put_index_template(self, name: str, body: dict[str, Any]) -> None: ...
+
+    def create_index(self, name: str) -> None:
+        """Create the index; an index that already exists is success."""
+
+    def search(self, index: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Run a search; raises EngineUnavailable when the engine cannot answer."""
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine gave no usable answer (connection, timeout, 429/5xx for the whole request)."""
 
 
 def outcome_of(action: Action, result: ItemResult) -> Outcome:

@@ -1,69 +1,58 @@
-"""Elasticsearch sink: one `_bulk` request per batch, one result per action.
+"""Elasticsearch adapter (official client; its major version must match the server's).
 
-The Python client must have the server's major version (a 9.x client sends
-`compatible-with=9`, which an 8.x server rejects).
+A 9.x client sends `compatible-with=9`, which an 8.x server rejects, so
+`requirements.txt` pins the client to the server line this project runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from elasticsearch import BadRequestError, Elasticsearch
+from elasticsearch import ApiError, BadRequestError, Elasticsearch, TransportError
 
-from chalicelib.documents import Action
-from chalicelib.indices import templates
-from chalicelib.sinks.base import ItemResult
+from chalicelib.config import SearchSettings
+from chalicelib.sinks.base import EngineUnavailable
 
 
-class ElasticsearchSink:
-    engine = "elasticsearch"
+class ElasticsearchEngine:
+    name = "elasticsearch"
 
-    def __init__(self, client: Elasticsearch, events_index: str, rates_index: str) -> None:
+    def __init__(self, client: Elasticsearch) -> None:
         self._client = client
-        self._events_index = events_index
-        self._rates_index = rates_index
 
     @classmethod
-    def from_url(cls, url: str, events_index: str, rates_index: str, timeout_s: float = 10.0) -> ElasticsearchSink:
-        client = Elasticsearch(url, request_timeout=timeout_s, retry_on_timeout=False, max_retries=0)
-        return cls(client, events_index, rates_index)
+    def connect(cls, search: SearchSettings) -> ElasticsearchEngine:
+        auth: dict[str, Any] = {}
+        if search.auth == "basic":
+            auth["basic_auth"] = (search.username, search.password)
+        elif search.auth == "api_key":
+            auth["api_key"] = search.api_key
+        # Retries are ours (sinks.bulk), bounded by the Lambda's remaining time.
+        return cls(Elasticsearch(search.url, max_retries=0, retry_on_timeout=False, **auth))
 
-    def ensure_indices(self) -> None:
-        # Template PUTs are idempotent and "already exists" is success, so
-        # concurrent cold starts are safe.
-        for name, body in templates(self._events_index, self._rates_index).items():
-            self._client.indices.put_index_template(name=name, **body)
-        for index in (self._events_index, self._rates_index):
-            try:
-                self._client.indices.create(index=index)
-            except BadRequestError as error:
-                if error.error != "resource_already_exists_exception":
-                    raise
+    def send_bulk(self, body: bytes, timeout_s: float) -> list[dict[str, Any]]:
+        response = self._call(lambda client: client.bulk(operations=body), timeout_s)
+        return response["items"]
 
-    def write(self, actions: Sequence[Action]) -> list[ItemResult]:
-        if not actions:
-            return []
-        response = self._client.bulk(operations=_operations(actions))
-        return [_result(item) for item in response["items"]]
+    def put_index_template(self, name: str, body: dict[str, Any]) -> None:
+        self._call(lambda client: client.indices.put_index_template(name=name, **body), 30)
 
+    def create_index(self, name: str) -> None:
+        try:
+            self._call(lambda client: client.indices.create(index=name), 30)
+        except BadRequestError as error:
+            if error.error != "resource_already_exists_exception":
+                raise
 
-def _operations(actions: Sequence[Action]) -> list[dict[str, Any]]:
-    lines: list[dict[str, Any]] = []
-    for action in actions:
-        meta: dict[str, Any] = {"_index": action.index, "_id": action.id}
-        if action.version is not None:
-            meta["version"] = action.version
-            meta["version_type"] = "external"
-        lines.append({action.operation: meta})
-        if action.document is not None:
-            lines.append(action.document)
-    return lines
+    def search(self, index: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        return self._call(lambda client: client.search(index=index, **body), timeout_s).body
 
-
-def _result(item: dict[str, Any]) -> ItemResult:
-    (body,) = item.values()
-    error = body.get("error")
-    if isinstance(error, dict):
-        return ItemResult(body["status"], error.get("type"), error.get("reason"))
-    return ItemResult(body["status"], None if error is None else "error", None if error is None else str(error))
+    def _call(self, request: Any, timeout_s: float) -> Any:
+        try:
+            return request(self._client.options(request_timeout=timeout_s))
+        except TransportError as error:  # connection refused, reset, timed out
+            raise EngineUnavailable(f"Elasticsearch unreachable: {error}") from error
+        except ApiError as error:
+            if error.meta.status == 429 or error.meta.status >= 500:
+                raise EngineUnavailable(f"Elasticsearch answered {error.meta.status}: {error.message}") from error
+            raise

@@ -28,16 +28,16 @@ class FakeSink:
         self._respond = respond or (lambda actions: [ItemResult(201) for _ in actions])
         self.requests: list[list[Action]] = []
 
-    def ensure_templates(self) -> None:
+    def ensure_indices(self) -> None:
         pass
 
-    def write(self, actions: Sequence[Action]) -> list[ItemResult]:
+    def write(self, actions: Sequence[Action], deadline: float | None = None) -> list[ItemResult]:
         self.requests.append(list(actions))
         return self._respond(actions)
 
 
 class BrokenSink(FakeSink):
-    def write(self, actions: Sequence[Action]) -> list[ItemResult]:
+    def write(self, actions: Sequence[Action], deadline: float | None = None) -> list[ItemResult]:
         self.requests.append(list(actions))
         raise ConnectionError("engine unreachable")
 

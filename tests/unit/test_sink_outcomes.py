@@ -1,12 +1,14 @@
 """Unit tests for bulk-item classification (sinks.base.outcome_of) and the Elasticsearch bulk format."""
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.documents import Action
 from chalicelib.sinks.base import FAILED_OUTCOMES, ItemResult, outcome_of
-from chalicelib.sinks.elasticsearch import _operations, _result
+from chalicelib.sinks.bulk import encode, parse_item
 
 CREATE = Action("create", "events", "change-1", {"event": {"id": "change-1"}})
 INDEX = Action("index", "rates", "EUR", {"currency": {"symbol": "EUR"}}, version=7)
@@ -55,9 +57,15 @@ def test_only_unexpected_errors_fail_the_message(action: Action, status: int) ->
         assert outcome == "rejected"
 
 
+def ndjson(actions: list[Action]) -> list[dict[str, object]]:
+    body = b"".join(encode(action) for action in actions)
+    assert body.endswith(b"\n")
+    return [json.loads(line) for line in body.splitlines()]
+
+
 def test_operations_lines() -> None:
     """The bulk body: one meta line per action, then its document unless it is a delete."""
-    assert _operations([CREATE, INDEX, DELETE]) == [
+    assert ndjson([CREATE, INDEX, DELETE]) == [
         {"create": {"_index": "events", "_id": "change-1"}},
         {"event": {"id": "change-1"}},
         {"index": {"_index": "rates", "_id": "EUR", "version": 7, "version_type": "external"}},
@@ -68,7 +76,7 @@ def test_operations_lines() -> None:
 
 def test_operations_keep_version_zero() -> None:
     """0 is a valid external version; a truthiness test would drop it."""
-    (meta,) = _operations([Action("delete", "rates", "EUR", version=0)])
+    (meta,) = ndjson([Action("delete", "rates", "EUR", version=0)])
     assert meta == {"delete": {"_index": "rates", "_id": "EUR", "version": 0, "version_type": "external"}}
 
 
@@ -94,4 +102,4 @@ def test_operations_keep_version_zero() -> None:
     ],
 )
 def test_result_from_bulk_item(item: dict[str, object], expected: ItemResult) -> None:
-    assert _result(item) == expected
+    assert parse_item(item) == expected
