@@ -42,7 +42,12 @@ def update_currency(symbol: str) -> Response:
 
 @app.route("/currency/{symbol}", methods=["GET"])
 def get_currency(symbol: str) -> Response:
-    return api.read(clients.store(), symbol)
+    return api.read(app.current_request, clients.store(), clients.history, symbol)
+
+
+@app.route("/currency/{symbol}/history", methods=["GET"])
+def get_currency_history(symbol: str) -> Response:
+    return api.history(app.current_request, clients.history, symbol)
 
 
 @app.route("/currency/{symbol}", methods=["DELETE"])

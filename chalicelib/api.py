@@ -16,7 +16,9 @@ from chalice import Response
 from chalice.app import Request
 
 from chalicelib import metrics
-from chalicelib.currency import CurrencyRate, InvalidInput, format_rate, parse_body, parse_rate, parse_symbol
+from chalicelib.currency import ClientError, CurrencyRate, format_rate, parse_body, parse_rate, parse_symbol
+from chalicelib.history import HistoryReader, parse_history_params, parse_moment
+from chalicelib.sinks.base import EngineUnavailable
 from chalicelib.store import RateStore, StoredRate
 
 # The original example's curl sends JSON with no Content-Type, which curl labels
@@ -41,7 +43,7 @@ def update(request: Request, store: RateStore, symbol: str) -> Response:
         path_symbol = parse_symbol(symbol)
         body = _body(request, required={"rate"}, allowed={"symbol", "rate"})
         if "symbol" in body and parse_symbol(body["symbol"]) != path_symbol:
-            raise InvalidInput(
+            raise ClientError(
                 "symbol_mismatch", f"body symbol {body['symbol']!r} differs from the path's {path_symbol!r}"
             )
         return _put(store, {"symbol": path_symbol, "rate": body["rate"]})
@@ -59,12 +61,27 @@ def delete(store: RateStore, symbol: str) -> Response:
     return _handle(run)
 
 
-def read(store: RateStore, symbol: str) -> Response:
+def read(request: Request, store: RateStore, history: Callable[[], HistoryReader], symbol: str) -> Response:
     def run() -> Response:
+        params = dict(request.query_params or {})
+        if params:
+            unknown = sorted(set(params) - {"at"})
+            if unknown:
+                raise ClientError("unknown_parameter", f"unknown query parameter(s) {unknown}; allowed: at")
+            at = parse_moment(params["at"], "at")
+            return _json(200, history().rate_at(parse_symbol(symbol), at))
         stored = store.get(parse_symbol(symbol))
         if stored is None:
             raise _not_found(symbol)
         return _json(200, _view(stored))
+
+    return _handle(run)
+
+
+def history(request: Request, reader: Callable[[], HistoryReader], symbol: str) -> Response:
+    def run() -> Response:
+        query = parse_history_params(parse_symbol(symbol), dict(request.query_params or {}))
+        return _json(200, reader().history(query))
 
     return _handle(run)
 
@@ -98,12 +115,15 @@ def _body(request: Request, *, required: set[str], allowed: set[str]) -> dict[st
 def _handle(run: Callable[[], Response]) -> Response:
     try:
         return run()
-    except InvalidInput as error:
+    except ClientError as error:
         return _json(error.status, {"error": error.code, "message": error.message})
+    except EngineUnavailable as error:
+        message = f"the search engine cannot answer now; retry later ({error})"
+        return _json(503, {"error": "search_unavailable", "message": message})
 
 
-def _not_found(symbol: str) -> InvalidInput:
-    return InvalidInput("not_found", f"no rate for {parse_symbol(symbol)}", status=404)
+def _not_found(symbol: str) -> ClientError:
+    return ClientError("not_found", f"no rate for {parse_symbol(symbol)}", status=404)
 
 
 def _view(rate: StoredRate) -> dict[str, Any]:

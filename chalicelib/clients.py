@@ -15,6 +15,7 @@ import boto3
 
 from chalicelib.config import Settings
 from chalicelib.deadletter import DeadLetter, dead_letter
+from chalicelib.history import HistoryReader
 from chalicelib.sinks.base import SearchEngine
 from chalicelib.sinks.sink import SearchSink, connect
 from chalicelib.store import RateStore
@@ -38,6 +39,11 @@ def sns() -> Any:
 @cache
 def search_engine() -> SearchEngine:
     return connect(settings().search)
+
+
+@cache
+def history() -> HistoryReader:
+    return HistoryReader(search_engine(), settings().events_index)
 
 
 @cache

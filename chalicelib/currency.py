@@ -24,8 +24,8 @@ _SYMBOL = re.compile(r"[A-Za-z]{3}")
 _RATE_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?|\.[0-9]+")
 
 
-class InvalidInput(ValueError):
-    """A client mistake; `code` is stable and machine-readable, `message` says how to fix it."""
+class ClientError(ValueError):
+    """A 4xx: the request cannot be served as sent; `code` is stable, `message` says how to fix it."""
 
     def __init__(self, code: str, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -43,32 +43,32 @@ class CurrencyRate:
 def parse_symbol(value: Any) -> str:
     """Three ASCII letters, returned upper-case (`eur` and `EUR` are one currency)."""
     if not isinstance(value, str) or not _SYMBOL.fullmatch(value):
-        raise InvalidInput("invalid_symbol", f"symbol must be three ASCII letters such as 'EUR', got {_show(value)}")
+        raise ClientError("invalid_symbol", f"symbol must be three ASCII letters such as 'EUR', got {_show(value)}")
     return value.upper()
 
 
 def parse_rate(value: Any) -> Decimal:
     """A positive, finite decimal given as a JSON number or a string, in canonical form."""
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
-        raise InvalidInput("invalid_rate", f"rate must be a number or a numeric string, got {_show(value)}")
+        raise ClientError("invalid_rate", f"rate must be a number or a numeric string, got {_show(value)}")
     if isinstance(value, str) and not _RATE_TEXT.fullmatch(value):
-        raise InvalidInput("invalid_rate", f"rate must be a plain positive decimal such as '1.08', got {_show(value)}")
+        raise ClientError("invalid_rate", f"rate must be a plain positive decimal such as '1.08', got {_show(value)}")
     try:
         rate = Decimal(value)
     except InvalidOperation:
-        raise InvalidInput("invalid_rate", f"rate is not a decimal number: {_show(value)}") from None
+        raise ClientError("invalid_rate", f"rate is not a decimal number: {_show(value)}") from None
     if not rate.is_finite() or rate <= 0:
-        raise InvalidInput("invalid_rate", f"rate must be positive and finite, got {_show(value)}")
+        raise ClientError("invalid_rate", f"rate must be positive and finite, got {_show(value)}")
     if rate >= MAX_RATE:
-        raise InvalidInput("invalid_rate", f"rate must be below {MAX_RATE:f}, got {_show(value)}")
+        raise ClientError("invalid_rate", f"rate must be below {MAX_RATE:f}, got {_show(value)}")
     _, digits, exponent = rate.normalize().as_tuple()
     if len(digits) > MAX_SIGNIFICANT_DIGITS:
-        raise InvalidInput(
+        raise ClientError(
             "invalid_rate",
             f"rate has {len(digits)} significant digits; at most {MAX_SIGNIFICANT_DIGITS} are kept",
         )
     if isinstance(exponent, int) and exponent < MIN_EXPONENT:
-        raise InvalidInput("invalid_rate", f"rate must not have digits below 1e{MIN_EXPONENT}, got {_show(value)}")
+        raise ClientError("invalid_rate", f"rate must not have digits below 1e{MIN_EXPONENT}, got {_show(value)}")
     return canonical(rate)
 
 
@@ -90,32 +90,32 @@ def parse_body(raw: bytes | None, *, required: set[str], allowed: set[str]) -> d
     """
     raw = raw or b""
     if len(raw) > MAX_BODY_BYTES:
-        raise InvalidInput("body_too_large", f"body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}", status=413)
+        raise ClientError("body_too_large", f"body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}", status=413)
     if not raw.strip():
-        raise InvalidInput("missing_body", 'send a JSON object such as {"symbol": "EUR", "rate": "1.08"}')
+        raise ClientError("missing_body", 'send a JSON object such as {"symbol": "EUR", "rate": "1.08"}')
     try:
         body = json.loads(raw, parse_float=Decimal, parse_int=Decimal, parse_constant=_refuse_constant)
-    except InvalidInput:
+    except ClientError:
         raise
     except RecursionError:
-        raise InvalidInput("malformed_json", "body is nested too deeply") from None
+        raise ClientError("malformed_json", "body is nested too deeply") from None
     except ArithmeticError:  # decimal.InvalidOperation: an exponent beyond any Decimal
-        raise InvalidInput("invalid_number", "body holds a number too large or too small to represent") from None
+        raise ClientError("invalid_number", "body holds a number too large or too small to represent") from None
     except ValueError as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise InvalidInput("malformed_json", f"body is not valid JSON: {error}") from None
+        raise ClientError("malformed_json", f"body is not valid JSON: {error}") from None
     if not isinstance(body, dict):
-        raise InvalidInput("invalid_body", f"body must be a JSON object, got {type(body).__name__}")
+        raise ClientError("invalid_body", f"body must be a JSON object, got {type(body).__name__}")
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise InvalidInput("unknown_field", f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+        raise ClientError("unknown_field", f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
     missing = sorted(required - set(body))
     if missing:
-        raise InvalidInput("missing_field", f"missing field(s) {missing}")
+        raise ClientError("missing_field", f"missing field(s) {missing}")
     return body
 
 
 def _refuse_constant(name: str) -> Any:
-    raise InvalidInput("invalid_rate", f"{name} is not a valid number")
+    raise ClientError("invalid_rate", f"{name} is not a valid number")
 
 
 def _show(value: Any) -> str:

@@ -45,7 +45,7 @@ class ElasticsearchEngine:
                 raise
 
     def search(self, index: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        return self._call(lambda client: client.search(index=index, **body), timeout_s).body
+        return self._call(lambda client: client.search(index=index, ignore_unavailable=True, **body), timeout_s).body
 
     def _call(self, request: Any, timeout_s: float) -> Any:
         try:

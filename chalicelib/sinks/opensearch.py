@@ -47,7 +47,9 @@ class OpenSearchEngine:
                 raise
 
     def search(self, index: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        return self._call(lambda: self._client.search(index=index, body=body, request_timeout=timeout_s))
+        return self._call(
+            lambda: self._client.search(index=index, body=body, ignore_unavailable=True, request_timeout=timeout_s)
+        )
 
     def _call(self, request: Any) -> Any:
         try:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.currency import MAX_BODY_BYTES, InvalidInput, format_rate, parse_body, parse_rate, parse_symbol
+from chalicelib.currency import MAX_BODY_BYTES, ClientError, format_rate, parse_body, parse_rate, parse_symbol
 
 FIELDS = {"symbol", "rate"}
 
@@ -44,7 +44,7 @@ def rate_from_json_number(text: str) -> Decimal:
 
 
 def code_of(call: Callable[..., object], *args: object) -> str:
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(ClientError) as caught:
         call(*args)
     return caught.value.code
 
@@ -235,7 +235,7 @@ def test_body_limit_is_inclusive() -> None:
     at_limit = core + b" " * (MAX_BODY_BYTES - len(core) - 1) + b"}"
     assert len(at_limit) == MAX_BODY_BYTES
     assert parse(at_limit)["symbol"] == "EUR"
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(ClientError) as caught:
         parse(at_limit + b" ")
     assert (caught.value.status, caught.value.code) == (413, "body_too_large")
 
@@ -262,7 +262,7 @@ def test_body_limit_is_inclusive() -> None:
     ],
 )
 def test_body_errors_have_stable_codes(raw: bytes | None, code: str) -> None:
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(ClientError) as caught:
         parse(raw)
     assert caught.value.code == code
     assert caught.value.status == 400
@@ -283,20 +283,20 @@ def test_arbitrary_bytes_never_crash(raw: bytes) -> None:
     status = None
     try:
         result: object = parse(raw)
-    except InvalidInput as error:
+    except ClientError as error:
         status = error.status
         result = None
     assert isinstance(result, dict) if status is None else 400 <= status <= 499
 
 
 def test_deeply_nested_body_is_a_client_error() -> None:
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(ClientError) as caught:
         parse(b"[" * 2000)
     assert 400 <= caught.value.status <= 499
 
 
 @pytest.mark.parametrize("number", ["1e999999999999999999999", "1e-999999999999999999999"])
 def test_number_with_huge_exponent_is_a_client_error(number: str) -> None:
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(ClientError) as caught:
         parse(f'{{"symbol": "EUR", "rate": {number}}}'.encode())
     assert 400 <= caught.value.status <= 499
