@@ -18,6 +18,7 @@ from elasticsearch import Elasticsearch
 from currencies_local.elasticsearch import start_elasticsearch
 from currencies_local.pipeline import LocalPipeline, Options
 from currencies_local.processes import free_port
+from tests.integration.engines import EngineUnderTest
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -53,6 +54,12 @@ def pipeline(elasticsearch_url: str) -> Iterator[LocalPipeline]:
     running.start()
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session", params=["elasticsearch"])
+def engine(request: pytest.FixtureRequest) -> EngineUnderTest:
+    """Each real engine in turn, through the production sink."""
+    return EngineUnderTest(request.param, request.getfixturevalue(f"{request.param}_url"))
 
 
 @pytest.fixture(scope="session")
