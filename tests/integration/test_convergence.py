@@ -1,8 +1,8 @@
 """The current-state index converges to the table whatever the delivery, on every real engine.
 
 A random sequence of writes and deletes over a few symbols is played against a model
-of the store (revision counter, generation stamp), turned into Lambda-shaped stream
-records and then into change messages by the production code. Those messages are
+of the store (`currencies_local.synthetic.TableModel`), turned into stream records and
+then into change messages by the production code. Those messages are
 delivered to the production consumer shuffled, duplicated and split into random
 batches. Afterwards the rates index must equal the table, and the events index must
 hold each change exactly once.
@@ -12,60 +12,16 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
-from boto3.dynamodb.types import TypeSerializer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.changes import Change, change_from_record
 from chalicelib.consumer import InboundMessage, consume
+from currencies_local.synthetic import TableModel
 from tests.integration.engines import EngineUnderTest
 
 SYMBOLS = 3
-_serializer = TypeSerializer()
-
-
-@dataclass
-class TableModel:
-    """What `RateStore` does to the table, and the stream records DynamoDB emits for it."""
-
-    now_ms: int = 1_800_000_000_000
-    items: dict[str, dict[str, Any]] = field(default_factory=dict)
-    records: list[dict[str, Any]] = field(default_factory=list)
-
-    def put(self, symbol: str, rate: Decimal) -> None:
-        self.now_ms += 1
-        old = self.items.get(symbol)
-        if old is None:
-            new = {"symbol": symbol, "rate": rate, "revision": 1, "created_at": self.now_ms, "updated_at": self.now_ms}
-        else:
-            new = {**old, "rate": rate, "revision": old["revision"] + 1, "updated_at": self.now_ms}
-        self.items[symbol] = new
-        self._emit("MODIFY" if old else "INSERT", old, new)
-
-    def delete(self, symbol: str) -> None:
-        self.now_ms += 1
-        old = self.items.pop(symbol, None)
-        if old is not None:  # deleting a missing item emits nothing
-            self._emit("REMOVE", old, None)
-
-    def _emit(self, name: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
-        stream: dict[str, Any] = {
-            "ApproximateCreationDateTime": self.now_ms // 1000,
-            "Keys": {"symbol": {"S": (new or old or {})["symbol"]}},
-            "SequenceNumber": str(10**20 + len(self.records)),
-            "SizeBytes": 100,
-            "StreamViewType": "NEW_AND_OLD_IMAGES",
-        }
-        if old is not None:
-            stream["OldImage"] = {k: _serializer.serialize(v) for k, v in old.items()}
-        if new is not None:
-            stream["NewImage"] = {k: _serializer.serialize(v) for k, v in new.items()}
-        self.records.append({"eventID": uuid.uuid4().hex, "eventName": name, "dynamodb": stream})
 
 
 operations = st.lists(
@@ -89,8 +45,7 @@ def test_any_delivery_order_converges_to_the_table(engine: EngineUnderTest, ops:
             table.delete(names[k])
         else:
             table.put(names[k], rate)
-    published = datetime(2027, 1, 1, tzinfo=UTC)
-    changes: list[Change] = [change_from_record(record, published) for record in table.records]
+    changes = table.changes()
 
     rng = random.Random(seed)
     deliveries = [change for change in changes for _ in range(rng.randint(1, 3))]
@@ -106,8 +61,7 @@ def test_any_delivery_order_converges_to_the_table(engine: EngineUnderTest, ops:
         assert report.failed_ids == [], report.outcomes
         position += size
 
-    expected = {symbol: f"{item['rate'].normalize():f}" for symbol, item in table.items.items()}
-    assert engine.current_rates(names) == {s: Decimal(r) for s, r in expected.items()}
+    assert engine.current_rates(names) == table.rates()
     assert engine.existing_event_ids([c.id for c in changes]) == {c.id for c in changes}
     assert engine.count_events_for(names) == len(changes)
 
@@ -118,7 +72,7 @@ def test_a_delete_that_overtakes_its_insert_still_wins(engine: EngineUnderTest) 
     table = TableModel()
     table.put(symbol, Decimal("1.5"))
     table.delete(symbol)
-    insert, remove = (change_from_record(r, datetime(2027, 1, 1, tzinfo=UTC)) for r in table.records)
+    insert, remove = table.changes()
     for change in (remove, insert):
         report = consume([InboundMessage("m", change.to_json())], engine.sink,
                          events_index=engine.events_index, rates_index=engine.rates_index)  # fmt: skip
