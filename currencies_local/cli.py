@@ -39,13 +39,23 @@ def main() -> None:
 @click.option("--api-port", default=8000, show_default=True, help="Port of the REST API.")
 @click.option("--moto-port", default=5000, show_default=True, help="Port of moto server (local AWS).")
 @click.option(
-    "--elasticsearch-port", default=9200, show_default=True, help="Port of the Elasticsearch node started here."
+    "--engine",
+    type=click.Choice(["elasticsearch", "opensearch"]),
+    default="elasticsearch",
+    show_default=True,
+    help="Search engine to index into.",
+)
+@click.option(
+    "--search-port",
+    default=9200,
+    show_default=True,
+    help="Port of the engine node started here (OpenSearch: at most 9299).",
 )
 @click.option("--metrics-port", default=9108, show_default=True, help="Port of the Prometheus /metrics endpoint.")
 @click.option(
-    "--elasticsearch-url",
-    envvar="ELASTICSEARCH_URL",
-    help="Use this running Elasticsearch instead of starting one [env: ELASTICSEARCH_URL].",
+    "--search-url",
+    envvar=["CURRENCIES_SEARCH_URL", "ELASTICSEARCH_URL"],
+    help="Use this running engine node instead of starting one [env: CURRENCIES_SEARCH_URL or ELASTICSEARCH_URL].",
 )
 @click.option(
     "--moto-url", envvar="MOTO_URL", help="Use this running moto server instead of starting one [env: MOTO_URL]."
@@ -60,9 +70,9 @@ def main() -> None:
 def up(**options: object) -> None:
     """Start the whole pipeline locally and show events flowing; Ctrl-C stops everything.
 
-    Starts moto server (DynamoDB, SNS, SQS), a real Elasticsearch node (fetched
-    from Maven Central on first run), serves the API and feeds the handlers
-    Lambda-shaped events from the table's stream and the queue.
+    Starts moto server (DynamoDB, SNS, SQS), a real Elasticsearch or OpenSearch
+    node (fetched from Maven Central on first run), serves the API and feeds the
+    handlers Lambda-shaped events from the table's stream and the queue.
     """
     lock = _single_instance()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -121,7 +131,7 @@ def _endpoints(pipeline: LocalPipeline, ready_after_s: float) -> Table:
     table = Table(title=f"currencies is up (ready in {ready_after_s:.1f} s)", show_header=False)
     table.add_row("API", pipeline.api_url + "/currency")
     table.add_row("moto (AWS)", pipeline.moto_url)
-    table.add_row("Elasticsearch", pipeline.elasticsearch_url)
+    table.add_row(pipeline.engine_title, pipeline.search_url)
     table.add_row("metrics", pipeline.metrics_url)
     table.add_row("try", f'curl -X POST {pipeline.api_url}/currency --data \'{{"symbol":"USD","rate":"100"}}\'')
     return table

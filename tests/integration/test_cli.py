@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from currencies_local.processes import free_port, http_status, port_is_free
+from tests.integration.engines import EngineUnderTest
 from tests.integration.support import eventually
 
 CLI = [sys.executable, "-m", "currencies_local"]
@@ -24,13 +25,14 @@ def ports() -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def command(ports: dict[str, int], elasticsearch_url: str) -> list[str]:
+def command(ports: dict[str, int], engine: EngineUnderTest) -> list[str]:
     return [
         *CLI, "up",
         "--api-port", str(ports["api"]),
         "--moto-port", str(ports["moto"]),
         "--metrics-port", str(ports["metrics"]),
-        "--elasticsearch-url", elasticsearch_url,
+        "--engine", engine.name,
+        "--search-url", engine.url,
     ]  # fmt: skip
 
 
@@ -60,7 +62,7 @@ def test_help_is_on_every_command() -> None:
     assert "--api-port" in result.stdout
 
 
-def test_up_serves_the_api_and_metrics(running: tuple, ports: dict[str, int]) -> None:
+def test_up_serves_the_api_and_metrics(running: tuple, ports: dict[str, int], engine: EngineUnderTest) -> None:
     process, output = running
     assert process.poll() is None, Path(output).read_text()
     created = requests.post(f"http://127.0.0.1:{ports['api']}/currency", data='{"symbol":"PLN","rate":"4.3"}')
@@ -74,7 +76,7 @@ def test_up_serves_the_api_and_metrics(running: tuple, ports: dict[str, int]) ->
     assert 'currencies_consumer_messages_total{outcome="indexed"} 1.0' in indexed
     log = Path(output).read_text()
     assert f"http://127.0.0.1:{ports['api']}/currency" in log
-    assert "Elasticsearch" in log
+    assert engine.url in log
 
 
 def test_a_second_up_says_one_is_running(running: tuple, command: list[str], env: dict[str, str]) -> None:

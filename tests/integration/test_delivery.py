@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
-from elasticsearch import Elasticsearch
 
 from chalicelib.bus import publish, unwrap
 from chalicelib.changes import Change
 from chalicelib.metrics import REGISTRY
 from currencies_local.pipeline import LocalPipeline
-from tests.integration.support import events_for, eventually, rates_for
+from tests.integration.engines import EngineUnderTest
+from tests.integration.support import eventually
 
 
 def change(symbol: str, kind: str, version: int, rate: str | None = None) -> Change:
@@ -47,45 +47,45 @@ def consumed(outcome: str) -> float:
     return REGISTRY.get_sample_value("currencies_consumer_messages_total", {"outcome": outcome}) or 0.0
 
 
-def test_redelivered_change_is_indexed_once(send, search: Elasticsearch) -> None:
+def test_redelivered_change_is_indexed_once(send, search: EngineUnderTest) -> None:
     duplicates_before = consumed("duplicate")
     first = change("CAD", "INSERT", 10, "1.35")
     send(first, first, first)
     eventually(lambda: consumed("duplicate"), lambda n: n >= duplicates_before + 2)
-    assert [e["event"]["id"] for e in events_for(search, ["CAD"])] == [first.id]
-    assert rates_for(search, ["CAD"]) == {"CAD": "1.35"}
+    assert [e["event"]["id"] for e in search.events_for(["CAD"])] == [first.id]
+    assert search.rates_for(["CAD"]) == {"CAD": "1.35"}
 
 
-def test_an_older_change_never_overwrites_a_newer_one(send, search: Elasticsearch) -> None:
+def test_an_older_change_never_overwrites_a_newer_one(send, search: EngineUnderTest) -> None:
     stale_before = consumed("stale")
     send(change("AUD", "MODIFY", 20, "1.52"))
-    eventually(lambda: rates_for(search, ["AUD"]), lambda rates: rates == {"AUD": "1.52"})
+    eventually(lambda: search.rates_for(["AUD"]), lambda rates: rates == {"AUD": "1.52"})
     send(change("AUD", "INSERT", 19, "1.49"))
     eventually(lambda: consumed("stale"), lambda n: n >= stale_before + 1)
-    assert rates_for(search, ["AUD"]) == {"AUD": "1.52"}
-    assert len(events_for(search, ["AUD"])) == 2  # history keeps both
+    assert search.rates_for(["AUD"]) == {"AUD": "1.52"}
+    assert len(search.events_for(["AUD"])) == 2  # history keeps both
 
 
-def test_a_late_write_cannot_resurrect_a_deleted_symbol(send, search: Elasticsearch) -> None:
+def test_a_late_write_cannot_resurrect_a_deleted_symbol(send, search: EngineUnderTest) -> None:
     send(change("NZD", "INSERT", 30, "1.65"))
-    eventually(lambda: rates_for(search, ["NZD"]), lambda rates: rates == {"NZD": "1.65"})
+    eventually(lambda: search.rates_for(["NZD"]), lambda rates: rates == {"NZD": "1.65"})
     send(change("NZD", "REMOVE", 32))
-    eventually(lambda: rates_for(search, ["NZD"]), lambda rates: rates == {})
+    eventually(lambda: search.rates_for(["NZD"]), lambda rates: rates == {})
     stale_before = consumed("stale")
     send(change("NZD", "MODIFY", 31, "1.70"))
     eventually(lambda: consumed("stale"), lambda n: n >= stale_before + 1)
-    assert rates_for(search, ["NZD"]) == {}
+    assert search.rates_for(["NZD"]) == {}
 
 
 def test_poison_message_goes_to_the_dead_letter_queue_with_its_reason(
-    pipeline: LocalPipeline, send, search: Elasticsearch
+    pipeline: LocalPipeline, send, search: EngineUnderTest
 ) -> None:
     assert pipeline.resources is not None
     sqs = boto3.client("sqs")
     poison = '{"type": "INSERT", "data": {}}'
     boto3.client("sns").publish(TopicArn=pipeline.resources.topic_arn, Message=poison)
     send(change("SEK", "INSERT", 40, "10.9"))  # the queue keeps flowing behind it
-    eventually(lambda: rates_for(search, ["SEK"]), lambda rates: rates == {"SEK": "10.9"})
+    eventually(lambda: search.rates_for(["SEK"]), lambda rates: rates == {"SEK": "10.9"})
 
     def dead_letters() -> list[dict]:
         return sqs.receive_message(

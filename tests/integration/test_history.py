@@ -15,7 +15,7 @@ from chalicelib.history import HistoryReader
 from chalicelib.sinks.sink import connect
 from currencies_local.pipeline import LocalPipeline
 from currencies_local.processes import free_port
-from tests.integration.support import events_for, eventually
+from tests.integration.support import eventually
 
 
 def iso(moment: datetime) -> str:
@@ -32,7 +32,7 @@ def hkd_history(pipeline: LocalPipeline, search) -> dict[str, datetime]:
         time.sleep(1.1)
         moments[f"after_{n}"] = datetime.now(UTC)
     assert requests.delete(f"{pipeline.api_url}/currency/HKD", timeout=10).status_code == 200
-    eventually(lambda: events_for(search, ["HKD"]), lambda events: len(events) == 6)
+    eventually(lambda: search.events_for(["HKD"]), lambda events: len(events) == 6)
     return moments
 
 

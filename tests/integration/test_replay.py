@@ -54,7 +54,7 @@ def stream_changes(pipeline: LocalPipeline) -> list[Change]:
     return [change_from_record(r, now) for r in event["Records"] if r["dynamodb"]["Keys"]["symbol"]["S"] in SYMBOLS]
 
 
-def test_pipeline_changes_replayed_three_times_shuffled(pipeline: LocalPipeline, search) -> None:
+def test_pipeline_changes_replayed_three_times_shuffled(pipeline: LocalPipeline, search: EngineUnderTest) -> None:
     """1,000 real writes through moto's table and the running pipeline, then a triple replay."""
     assert pipeline.resources is not None
     store = RateStore(boto3.resource("dynamodb").Table(pipeline.resources.table_name))
@@ -69,8 +69,7 @@ def test_pipeline_changes_replayed_three_times_shuffled(pipeline: LocalPipeline,
             writes += 1
 
     def indexed() -> int:
-        search.indices.refresh(index="currency-events")
-        return search.count(index="currency-events", query={"terms": {"currency.symbol": SYMBOLS}})["count"]
+        return search.count_events_for(SYMBOLS)
 
     assert eventually(indexed, lambda n: n >= CHANGES, timeout_s=120) == CHANGES
     changes = stream_changes(pipeline)
@@ -81,9 +80,7 @@ def test_pipeline_changes_replayed_three_times_shuffled(pipeline: LocalPipeline,
     replay(changes, app.clients.sink(), "currency-events", "currency-rates", seed=1)
     assert indexed() == CHANGES
     table = {rate.symbol: rate.rate for rate in store.list() if rate.symbol in SYMBOLS}
-    search.indices.refresh(index="currency-rates")
-    found = search.search(index="currency-rates", query={"terms": {"currency.symbol": SYMBOLS}}, size=100)
-    assert {h["_id"]: Decimal(h["_source"]["currency"]["rate"]) for h in found["hits"]["hits"]} == table
+    assert search.current_rates(SYMBOLS) == table
 
 
 def test_synthetic_changes_replayed_three_times_shuffled(engine: EngineUnderTest) -> None:

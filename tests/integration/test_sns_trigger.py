@@ -13,10 +13,8 @@ import subprocess
 import sys
 import textwrap
 
-from elasticsearch import Elasticsearch
-
 from currencies_local.pipeline import PROJECT_DIR, LocalPipeline
-from tests.integration.support import rates_for
+from tests.integration.engines import EngineUnderTest
 from tests.integration.test_delivery import change
 
 INVOKE = textwrap.dedent(
@@ -32,13 +30,12 @@ INVOKE = textwrap.dedent(
 )
 
 
-def test_sns_trigger_indexes_through_the_same_core(pipeline: LocalPipeline, search: Elasticsearch) -> None:
+def test_sns_trigger_indexes_through_the_same_core(pipeline: LocalPipeline, search: EngineUnderTest) -> None:
     assert pipeline.resources is not None
     env = {
         **os.environ,
-        **pipeline.resources.environment(),
+        **pipeline.environment,
         "CURRENCIES_CONSUMER_TRIGGER": "sns",
-        "CURRENCIES_SEARCH_URL": pipeline.elasticsearch_url,
     }
     message = change("NOK", "INSERT", 50, "11.2").to_json()
     result = subprocess.run(
@@ -53,4 +50,4 @@ def test_sns_trigger_indexes_through_the_same_core(pipeline: LocalPipeline, sear
     assert result.returncode == 0, result.stderr
     sources = json.loads(result.stdout.splitlines()[-1])
     assert sources["index_changes"] == "SNSEventConfig"
-    assert rates_for(search, ["NOK"]) == {"NOK": "11.2"}
+    assert search.rates_for(["NOK"]) == {"NOK": "11.2"}

@@ -11,10 +11,9 @@ import subprocess
 import time
 from typing import Any
 
-from elasticsearch import Elasticsearch
-
 from currencies_local.pipeline import LocalPipeline
-from tests.integration.support import events_for, eventually, rates_for
+from tests.integration.engines import EngineUnderTest
+from tests.integration.support import eventually
 
 SEARCHABLE_WITHIN_S = 5.0
 
@@ -24,7 +23,7 @@ def curl(*args: str) -> dict[str, Any]:
     return json.loads(completed.stdout)
 
 
-def test_original_example_calls_end_up_in_the_search_engine(pipeline: LocalPipeline, search: Elasticsearch) -> None:
+def test_original_example_calls_end_up_in_the_search_engine(pipeline: LocalPipeline, search: EngineUnderTest) -> None:
     api = pipeline.api_url
     assert curl("-X", "POST", f"{api}/currency", "--data", '{"symbol":"USD","rate":"100"}')["rate"] == "100"
     assert curl("-X", "POST", f"{api}/currency", "--data", '{"symbol":"EUR","rate":"999"}')["revision"] == 1
@@ -33,7 +32,7 @@ def test_original_example_calls_end_up_in_the_search_engine(pipeline: LocalPipel
     last_call = time.monotonic()
 
     symbols = ["USD", "EUR"]
-    events = eventually(lambda: events_for(search, symbols), lambda found: len(found) >= 4, SEARCHABLE_WITHIN_S)
+    events = eventually(lambda: search.events_for(symbols), lambda found: len(found) >= 4, SEARCHABLE_WITHIN_S)
     delay = time.monotonic() - last_call
     print(f"walkthrough: 4 events searchable {delay:.2f} s after the last call")
 
@@ -49,6 +48,6 @@ def test_original_example_calls_end_up_in_the_search_engine(pipeline: LocalPipel
     versions = [e["currency"]["version"] for e in events if e["currency"]["symbol"] == "EUR"]
     assert versions == sorted(versions)
     assert len(set(versions)) == 3
-    assert rates_for(search, symbols) == {"USD": "100"}
+    assert search.rates_for(symbols) == {"USD": "100"}
     listed = [(c["symbol"], c["rate"]) for c in curl(f"{api}/currency")["currencies"] if c["symbol"] in symbols]
     assert listed == [("USD", "100")]
