@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format install system-deps clean
+.PHONY: run test lint format install system-deps clean bench
 
 run: install system-deps
 	$(BIN)/currencies up
@@ -37,3 +37,7 @@ system-deps:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+bench: install system-deps
+	$(BIN)/python -m bench.consumer_throughput --engine elasticsearch --json bench/results/elasticsearch.json
+	$(BIN)/python -m bench.consumer_throughput --engine opensearch --json bench/results/opensearch.json
