@@ -72,6 +72,7 @@ def _consume(messages: list[InboundMessage], context: Any) -> dict[str, Any]:
         events_index=settings.events_index,
         rates_index=settings.rates_index,
         dead_letter=clients.dead_letter_queue("consumer"),
+        max_receives=settings.max_receives,
         deadline=deadline_of(context),
     )
     return report.batch_item_failures()
@@ -81,7 +82,12 @@ if settings.consumer_trigger == "sqs":
 
     @app.on_sqs_message(queue=settings.queue_name, batch_size=settings.batch_size)
     def index_changes(event: SQSEvent) -> dict[str, Any]:
-        return _consume([InboundMessage(r.to_dict()["messageId"], r.body) for r in event], event.context)
+        records = [r.to_dict() for r in event]
+        messages = [
+            InboundMessage(r["messageId"], r["body"], int(r.get("attributes", {}).get("ApproximateReceiveCount", 1)))
+            for r in records
+        ]
+        return _consume(messages, event.context)
 
 else:
     # The original example's wiring: the consumer subscribed straight to the topic,

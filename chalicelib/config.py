@@ -84,15 +84,13 @@ class Settings:
     events_index: str
     rates_index: str
     dlq_url: str | None
+    max_receives: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         trigger = env.get("CURRENCIES_CONSUMER_TRIGGER", "sqs")
         if trigger not in ("sqs", "sns"):
             raise ConfigError(f"CURRENCIES_CONSUMER_TRIGGER must be 'sqs' or 'sns', got {trigger!r}")
-        batch_size = env.get("CURRENCIES_BATCH_SIZE", "10")
-        if not batch_size.isdigit() or not 1 <= int(batch_size) <= 10_000:
-            raise ConfigError(f"CURRENCIES_BATCH_SIZE must be an integer 1..10000, got {batch_size!r}")
         topic_arn = env.get("CURRENCIES_TOPIC_ARN", "")
         return cls(
             table_name=env.get("CURRENCIES_TABLE", "currency"),
@@ -101,11 +99,12 @@ class Settings:
             topic_name=env.get("CURRENCIES_TOPIC", topic_arn.rpartition(":")[2] or "currency-topic"),
             queue_name=env.get("CURRENCIES_QUEUE", "currency-queue"),
             consumer_trigger=trigger,  # type: ignore[arg-type]
-            batch_size=int(batch_size),
+            batch_size=_positive_int(env, "CURRENCIES_BATCH_SIZE", "10", maximum=10_000),
             search=SearchSettings.from_env(env),
             events_index=env.get("CURRENCIES_EVENTS_INDEX", "currency-events"),
             rates_index=env.get("CURRENCIES_RATES_INDEX", "currency-rates"),
             dlq_url=env.get("CURRENCIES_DLQ_URL") or None,
+            max_receives=_positive_int(env, "CURRENCIES_MAX_RECEIVES", "5"),
         )
 
     def require(self, name: str) -> str:
@@ -114,3 +113,10 @@ class Settings:
         if not value:
             raise ConfigError(f"CURRENCIES_{name.upper()} is not set; set it in .chalice/config.json")
         return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: str, maximum: int = 1000) -> int:
+    text = env.get(name, default)
+    if not text.isdigit() or not 1 <= int(text) <= maximum:
+        raise ConfigError(f"{name} must be an integer from 1 to {maximum}, got {text!r}")
+    return int(text)

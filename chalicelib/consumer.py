@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 class InboundMessage:
     message_id: str
     body: str
+    receive_count: int = 1
+    """SQS's ApproximateReceiveCount: how many times this message has been handed out."""
 
 
 @dataclass
@@ -62,17 +64,24 @@ def consume(
     events_index: str,
     rates_index: str,
     dead_letter: DeadLetter | None = None,
+    max_receives: int | None = None,
     deadline: float | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> BatchReport:
-    """Index a batch; `deadline` (time.monotonic) bounds the sink's retries."""
+    """Index a batch; `deadline` (time.monotonic) bounds the sink's retries.
+
+    A message that fails on its last receive (`max_receives`, the queue's redrive
+    limit) is dead-lettered here, with its reason, instead of being moved there
+    by SQS without one.
+    """
     report = BatchReport()
     parsed: list[tuple[InboundMessage, Change]] = []
     for message in messages:
         try:
             parsed.append((message, Change.from_json(unwrap(message.body))))
         except InvalidChange as error:
-            _reject(message, str(error), dead_letter, report)
+            log.error("invalid message", extra={"message_id": message.message_id, "reason": str(error)})
+            _fail(report, message, f"invalid message: {error}", dead_letter, give_up=True)
 
     ingested_at = clock()
     stamp = ingested_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -86,7 +95,8 @@ def consume(
     except Exception as error:  # the engine refused the whole request (e.g. 401, 403)
         log.error("bulk request failed; the batch will be retried", extra={"error": repr(error)})
         for message, _ in parsed:
-            _record(report, message, "failed")
+            last = _last_receive(message, max_receives)
+            _fail(report, message, f"bulk request failed: {error!r}", dead_letter, give_up=last)
         return report
 
     position = 0
@@ -94,32 +104,25 @@ def consume(
         item_results = results[position : position + len(group)]
         position += len(group)
         outcomes: list[Outcome] = [outcome_of(a, r) for a, r in zip(group, item_results, strict=True)]
+        errors = []
         for action, result, outcome in zip(group, item_results, outcomes, strict=True):
             if outcome in FAILED_OUTCOMES:
                 metrics.BULK_ITEM_ERRORS.labels(sink.engine, result.error_type or str(result.status)).inc()
-                log.warning(
-                    "bulk item failed",
-                    extra={
-                        "change_id": change.id,
-                        "index": action.index,
-                        "status": result.status,
-                        "error_type": result.error_type,
-                        "reason": result.reason,
-                    },
-                )
-        outcome = _message_outcome(outcomes)
-        _record(report, message, outcome)
-        if outcome != "failed":
-            _observe_written(
-                change, ingested_at, event_written=outcomes[0] == "written", rate_written=outcomes[1] == "written"
-            )
+                errors.append(f"{action.index}: {result.status} {result.error_type}: {result.reason}")
+        if errors:
+            log.warning("indexing failed", extra={"change_id": change.id, "errors": errors})
+            last = _last_receive(message, max_receives)
+            _fail(report, message, "; ".join(errors), dead_letter, give_up=last)
+            continue
+        _record(report, message, _message_outcome(outcomes))
+        _observe_written(
+            change, ingested_at, event_written=outcomes[0] == "written", rate_written=outcomes[1] == "written"
+        )
     return report
 
 
 def _message_outcome(outcomes: list[Outcome]) -> str:
     """Events-index outcome first (duplicate), then rates-index outcome (stale)."""
-    if any(outcome in FAILED_OUTCOMES for outcome in outcomes):
-        return "failed"
     event_outcome, rate_outcome = outcomes
     if event_outcome == "duplicate":
         return "duplicate"
@@ -128,18 +131,23 @@ def _message_outcome(outcomes: list[Outcome]) -> str:
     return "indexed"
 
 
-def _reject(message: InboundMessage, reason: str, dead_letter: DeadLetter | None, report: BatchReport) -> None:
-    log.error("invalid message", extra={"message_id": message.message_id, "reason": reason})
-    if dead_letter is None:
-        _record(report, message, "failed")
-        return
-    try:
-        dead_letter(message.body, reason)
-    except Exception as error:
-        log.error("dead-lettering failed; the message will be retried", extra={"error": repr(error)})
-        _record(report, message, "failed")
-        return
-    _record(report, message, "dead_lettered")
+def _last_receive(message: InboundMessage, max_receives: int | None) -> bool:
+    return max_receives is not None and message.receive_count >= max_receives
+
+
+def _fail(
+    report: BatchReport, message: InboundMessage, reason: str, dead_letter: DeadLetter | None, *, give_up: bool
+) -> None:
+    """Dead-letter the message with its reason when retrying is pointless, else have it retried."""
+    if give_up and dead_letter is not None:
+        try:
+            dead_letter(message.body, reason)
+        except Exception as error:
+            log.error("dead-lettering failed; the message will be retried", extra={"error": repr(error)})
+        else:
+            _record(report, message, "dead_lettered")
+            return
+    _record(report, message, "failed")
 
 
 def _record(report: BatchReport, message: InboundMessage, outcome: str) -> None:

@@ -2,8 +2,8 @@
 
 `dynamic: strict` means a document with an unexpected field is rejected rather than
 mapped by guess (the classic failure: one field mapped as long, later as float).
-Rates are `double` for range queries and aggregations; `_source` keeps the exact
-decimal text the change carried.
+Rates are `double` for range queries and aggregations, with a `.exact` keyword
+sub-field (and `_source`) keeping the exact decimal text the change carried.
 """
 
 from __future__ import annotations
@@ -13,11 +13,15 @@ from typing import Any
 _DATE = {"type": "date", "format": "strict_date_optional_time||epoch_millis"}
 _KEYWORD = {"type": "keyword"}
 
+# A double for ranges and aggregations, plus the exact decimal text (`.exact`) for term
+# queries: documents carry rates as strings, which both fields index as given.
+_RATE = {"type": "double", "fields": {"exact": {"type": "keyword"}}}
+
 _CURRENCY = {
     "properties": {
         "symbol": _KEYWORD,
-        "rate": {"type": "double"},
-        "previous_rate": {"type": "double"},
+        "rate": _RATE,
+        "previous_rate": _RATE,
         "version": {"type": "long"},
         "revision": {"type": "long"},
         "updated_at": _DATE,

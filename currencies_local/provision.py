@@ -36,6 +36,7 @@ class Resources:
             "CURRENCIES_TOPIC": self.topic_arn.rpartition(":")[2],
             "CURRENCIES_QUEUE": self.queue_name,
             "CURRENCIES_DLQ_URL": self.dlq_url,
+            "CURRENCIES_MAX_RECEIVES": str(MAX_RECEIVE_COUNT),
         }
 
 

@@ -247,3 +247,42 @@ def test_wrongly_typed_fields_fail_only_their_message(fault: dict[str, Any]) -> 
     report = run(messages, FakeSink())
     assert report.failed_ids in ([], ["bad"])
     assert report.outcomes["indexed"] >= 1
+
+
+def rejecting(actions: Sequence[Action]) -> list[ItemResult]:
+    return [ItemResult(400, "mapper_parsing_exception", "failed to parse [currency.rate]") for _ in actions]
+
+
+@pytest.mark.parametrize(
+    ("receive_count", "outcome"), [(1, "failed"), (4, "failed"), (5, "dead_lettered"), (9, "dead_lettered")]
+)
+def test_a_failing_message_is_dead_lettered_with_its_reason_on_its_last_receive(
+    receive_count: int, outcome: str
+) -> None:
+    dead: list[tuple[str, str]] = []
+    body = change("c1").to_json()
+    report = consume(
+        [InboundMessage("m1", body, receive_count)],
+        FakeSink(rejecting),
+        events_index=EVENTS,
+        rates_index=RATES,
+        dead_letter=lambda b, r: dead.append((b, r)),
+        max_receives=5,
+    )
+    assert report.outcomes == {outcome: 1}
+    assert report.failed_ids == ([] if outcome == "dead_lettered" else ["m1"])
+    if outcome == "dead_lettered":
+        assert dead == [(body, dead[0][1])]
+        assert "mapper_parsing_exception" in dead[0][1]
+        assert "failed to parse [currency.rate]" in dead[0][1]
+
+
+def test_without_a_redrive_limit_failures_are_always_retried() -> None:
+    report = consume(
+        [InboundMessage("m1", change("c1").to_json(), 50)],
+        FakeSink(rejecting),
+        events_index=EVENTS,
+        rates_index=RATES,
+        dead_letter=lambda b, r: None,
+    )
+    assert report.failed_ids == ["m1"]
