@@ -141,7 +141,7 @@ def _counts(pipeline: LocalPipeline) -> Table:
     def total(name: str, **labels: str) -> int:
         return int(REGISTRY.get_sample_value(name, labels) or 0)
 
-    table = Table(title="events flowing (Ctrl-C stops)")
+    table = Table(title="events flowing (Ctrl-C stops)", caption="in DLQ: messages waiting in the dead-letter queue")
     for column in (
         "API requests",
         "stream records",
@@ -151,6 +151,7 @@ def _counts(pipeline: LocalPipeline) -> Table:
         "stale",
         "failed",
         "dead-lettered",
+        "in DLQ",
     ):
         table.add_column(column, justify="right")
     api_requests = sum(
@@ -168,5 +169,6 @@ def _counts(pipeline: LocalPipeline) -> Table:
             str(total("currencies_consumer_messages_total", outcome=o))
             for o in ("indexed", "duplicate", "stale", "failed", "dead_lettered")
         ),
+        str(pipeline.dead_letter_depth()),
     )
     return table

@@ -61,6 +61,7 @@ class LocalPipeline:
     """The handlers' settings (chalicelib.config) once started."""
     stream_poller: StreamPoller | None = None
     queue_poller: QueuePoller | None = None
+    _sqs: Any = None
     _processes: list[ManagedProcess] = field(default_factory=list)
     _stoppers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -140,8 +141,9 @@ class LocalPipeline:
         self.stream_poller = StreamPoller(
             boto3.client("dynamodbstreams"), self.resources.stream_arn, app_module.relay_changes, region=REGION
         )
+        self._sqs = boto3.client("sqs")
         self.queue_poller = QueuePoller(
-            boto3.client("sqs"),
+            self._sqs,
             self.resources.queue_url,
             self.resources.queue_arn,
             app_module.index_changes,
@@ -153,9 +155,9 @@ class LocalPipeline:
             self._stoppers.append(poller.stop)
 
     def dead_letter_depth(self) -> int:
-        if self.resources is None:
+        if self._sqs is None or self.resources is None:
             return 0
-        attributes = boto3.client("sqs").get_queue_attributes(
+        attributes = self._sqs.get_queue_attributes(
             QueueUrl=self.resources.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]
         return int(attributes["ApproximateNumberOfMessages"])

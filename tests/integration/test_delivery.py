@@ -92,6 +92,7 @@ def test_poison_message_goes_to_the_dead_letter_queue_with_its_reason(
             QueueUrl=pipeline.resources.dlq_url, MessageAttributeNames=["All"], MaxNumberOfMessages=10
         ).get("Messages", [])
 
+    assert eventually(pipeline.dead_letter_depth, lambda depth: depth >= 1) == 1
     letters = eventually(dead_letters, bool)
     assert len(letters) == 1
     attributes = letters[0]["MessageAttributes"]
