@@ -12,7 +12,8 @@ from chalice import Chalice, Response
 from chalice.app import DynamoDBEvent, SNSEvent, SQSEvent
 
 from chalicelib import api, clients, logs
-from chalicelib.consumer import InboundMessage, consume, deadline_of
+from chalicelib.consumer import BatchReport, InboundMessage, consume, deadline_of
+from chalicelib.sqs_batch import inbound_messages, settle
 from chalicelib.stream import relay
 
 app = Chalice(app_name="currencies")
@@ -65,8 +66,8 @@ def relay_changes(event: DynamoDBEvent) -> None:
     )
 
 
-def _consume(messages: list[InboundMessage], context: Any) -> dict[str, Any]:
-    report = consume(
+def _consume(messages: list[InboundMessage], context: Any) -> BatchReport:
+    return consume(
         messages,
         clients.sink(),
         events_index=settings.events_index,
@@ -75,19 +76,15 @@ def _consume(messages: list[InboundMessage], context: Any) -> dict[str, Any]:
         max_receives=settings.max_receives,
         deadline=deadline_of(context),
     )
-    return report.batch_item_failures()
 
 
 if settings.consumer_trigger == "sqs":
 
     @app.on_sqs_message(queue=settings.queue_name, batch_size=settings.batch_size)
     def index_changes(event: SQSEvent) -> dict[str, Any]:
-        records = [r.to_dict() for r in event]
-        messages = [
-            InboundMessage(r["messageId"], r["body"], int(r.get("attributes", {}).get("ApproximateReceiveCount", 1)))
-            for r in records
-        ]
-        return _consume(messages, event.context)
+        records = [record.to_dict() for record in event]
+        report = _consume(inbound_messages(records), event.context)
+        return settle(records, report, partial_response=settings.partial_batch_response, sqs=clients.sqs())
 
 else:
     # The original example's wiring: the consumer subscribed straight to the topic,
@@ -96,6 +93,5 @@ else:
     @app.on_sns_message(topic=settings.topic_name)
     def index_changes(event: SNSEvent) -> None:
         record = InboundMessage(event.to_dict()["Records"][0]["Sns"]["MessageId"], event.message)
-        failures = _consume([record], event.context)
-        if failures["batchItemFailures"]:
+        if _consume([record], event.context).failed_ids:
             raise RuntimeError("indexing failed; Lambda will retry this message")

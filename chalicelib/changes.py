@@ -7,18 +7,21 @@ needs: an idempotency key (`id`), an order (`version`) and both images.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from boto3.dynamodb.types import TypeDeserializer
+from boto3.dynamodb.types import Binary, TypeDeserializer
 
 from chalicelib.currency import format_rate
 from chalicelib.ordering import change_version
 
 SCHEMA = "currencies.change.v1"
+# SNS's limit for one message (and for a whole publish_batch), less room for attributes.
+MAX_MESSAGE_BYTES = 256 * 1024 - 1024
 ChangeType = Literal["INSERT", "MODIFY", "REMOVE"]
 CHANGE_TYPES: tuple[ChangeType, ...] = ("INSERT", "MODIFY", "REMOVE")
 
@@ -53,7 +56,7 @@ class Change:
     def from_json(cls, text: str) -> Change:
         try:
             payload = json.loads(text)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, RecursionError) as error:
             raise InvalidChange(f"message is not JSON: {error}") from None
         if not isinstance(payload, dict):
             raise InvalidChange("message is not a JSON object")
@@ -68,19 +71,31 @@ class Change:
 
 
 def change_from_record(record: dict[str, Any], published_at: datetime) -> Change:
-    """Convert one Lambda-shaped DynamoDB stream record (typed images) into a `Change`."""
+    """Convert one Lambda-shaped DynamoDB stream record (typed images) into a `Change`.
+
+    Anything about the record that stops it from becoming a valid, publishable change
+    raises InvalidChange, so the relay can dead-letter that record alone.
+    """
     try:
-        event_type = record["eventName"]
-        stream = record["dynamodb"]
-        event_id = record["eventID"]
-        sequence = str(stream["SequenceNumber"])
-        occurred_s = float(stream["ApproximateCreationDateTime"])
-        old = _image(stream.get("OldImage"))
-        new = _image(stream.get("NewImage"))
+        change = _from_record(record, published_at)
     except InvalidChange:
         raise
-    except (KeyError, TypeError, ValueError) as error:
+    except Exception as error:  # a record shape no writer of ours produces
         raise InvalidChange(f"malformed stream record: {error!r}") from None
+    size = len(change.to_json().encode())
+    if size > MAX_MESSAGE_BYTES:
+        raise InvalidChange(f"change message is {size} bytes; SNS takes at most {MAX_MESSAGE_BYTES}")
+    return change
+
+
+def _from_record(record: dict[str, Any], published_at: datetime) -> Change:
+    event_type = record["eventName"]
+    stream = record["dynamodb"]
+    event_id = record["eventID"]
+    sequence = str(stream["SequenceNumber"])
+    occurred_s = float(stream["ApproximateCreationDateTime"])
+    old = _image(stream.get("OldImage"))
+    new = _image(stream.get("NewImage"))
     if event_type not in CHANGE_TYPES:
         raise InvalidChange(f"unknown eventName {event_type!r}")
     current = old if event_type == "REMOVE" else new
@@ -110,21 +125,30 @@ def change_from_record(record: dict[str, Any], published_at: datetime) -> Change
 
 
 def _image(typed: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Typed DynamoDB JSON -> plain JSON: the rate as canonical decimal text, counters as ints."""
+    """Typed DynamoDB JSON -> plain JSON: the rate as canonical decimal text, whole numbers as ints."""
     if typed is None:
         return None
     image = {name: _deserializer.deserialize(value) for name, value in typed.items()}
     if "symbol" not in image or "rate" not in image:
         raise InvalidChange(f"item image lacks symbol or rate: {sorted(image)}")
-    plain: dict[str, Any] = {}
-    for name, value in image.items():
-        if name == "rate":
-            plain[name] = format_rate(Decimal(value))
-        elif isinstance(value, Decimal):
-            plain[name] = int(value) if value == value.to_integral_value() else format_rate(value)
-        else:
-            plain[name] = value
+    plain = {name: _plain(value) for name, value in image.items()}
+    plain["rate"] = format_rate(Decimal(image["rate"]))
     return plain
+
+
+def _plain(value: Any) -> Any:
+    """Any deserialised DynamoDB value as JSON: numbers exact, sets sorted, binary in base64."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else format_rate(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_plain(item) for item in value), key=str)
+    if isinstance(value, Binary):
+        return base64.b64encode(value.value).decode()
+    return value
 
 
 def _check(change: Change) -> None:
@@ -144,9 +168,11 @@ def _check(change: Change) -> None:
     for name in ("occurred_at", "published_at"):
         moment = getattr(change, name)
         try:
-            datetime.fromisoformat(moment)
+            valid = datetime.fromisoformat(moment).tzinfo is not None
         except (TypeError, ValueError):
-            raise InvalidChange(f"{name} {moment!r} is not an ISO 8601 timestamp") from None
+            valid = False
+        if not valid:
+            raise InvalidChange(f"{name} {moment!r} is not an ISO 8601 timestamp with a UTC offset")
     for name in ("old", "new"):
         image = getattr(change, name)
         if image is None:

@@ -48,21 +48,19 @@ def history() -> HistoryReader:
 
 @cache
 def sink() -> SearchSink:
-    """The consumer's sink; its indices are ensured once per container, on first use."""
+    """The consumer's sink; it ensures its indices on its first write in this container."""
     config = settings()
-    built = SearchSink(search_engine(), config.events_index, config.rates_index)
-    built.ensure_indices()
-    return built
+    return SearchSink(search_engine(), config.events_index, config.rates_index)
+
+
+@cache
+def sqs() -> Any:
+    return boto3.client("sqs")
 
 
 def dead_letter_queue(source: str) -> DeadLetter | None:
     url = settings().dlq_url
     if url is None:
         return None
-    sqs = _sqs()
-    return lambda body, reason: dead_letter(sqs, url, body, reason=reason, source=source)
-
-
-@cache
-def _sqs() -> Any:
-    return boto3.client("sqs")
+    client = sqs()
+    return lambda body, reason: dead_letter(client, url, body, reason=reason, source=source)

@@ -85,6 +85,7 @@ class Settings:
     rates_index: str
     dlq_url: str | None
     max_receives: int
+    partial_batch_response: bool
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -105,6 +106,7 @@ class Settings:
             rates_index=env.get("CURRENCIES_RATES_INDEX", "currency-rates"),
             dlq_url=env.get("CURRENCIES_DLQ_URL") or None,
             max_receives=_positive_int(env, "CURRENCIES_MAX_RECEIVES", "5"),
+            partial_batch_response=_flag(env, "CURRENCIES_PARTIAL_BATCH_RESPONSE"),
         )
 
     def require(self, name: str) -> str:
@@ -120,3 +122,10 @@ def _positive_int(env: Mapping[str, str], name: str, default: str, maximum: int 
     if not text.isdigit() or not 1 <= int(text) <= maximum:
         raise ConfigError(f"{name} must be an integer from 1 to {maximum}, got {text!r}")
     return int(text)
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    text = env.get(name, "false").lower()
+    if text not in ("true", "false"):
+        raise ConfigError(f"{name} must be 'true' or 'false', got {text!r}")
+    return text == "true"

@@ -79,7 +79,7 @@ def consume(
     for message in messages:
         try:
             parsed.append((message, Change.from_json(unwrap(message.body))))
-        except InvalidChange as error:
+        except (InvalidChange, RecursionError) as error:  # RecursionError: absurdly nested JSON
             log.error("invalid message", extra={"message_id": message.message_id, "reason": str(error)})
             _fail(report, message, f"invalid message: {error}", dead_letter, give_up=True)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,7 +42,7 @@ def parse_history_params(symbol: str, params: dict[str, str]) -> HistoryQuery:
     if start and end and start > end:
         raise ClientError("invalid_parameter", "'from' must not be after 'to'")
     size_text = params.get("size", str(DEFAULT_PAGE_SIZE))
-    if not size_text.isdigit() or not 1 <= int(size_text) <= MAX_PAGE_SIZE:
+    if not re.fullmatch(r"[0-9]{1,3}", size_text) or not 1 <= int(size_text) <= MAX_PAGE_SIZE:
         raise ClientError("invalid_parameter", f"'size' must be an integer from 1 to {MAX_PAGE_SIZE}")
     after = decode_cursor(params["cursor"]) if "cursor" in params else None
     return HistoryQuery(symbol, start, end, int(size_text), after)
@@ -51,11 +52,11 @@ def parse_moment(text: str, name: str) -> datetime:
     """ISO 8601; a time without an offset is taken as UTC."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: e.g. year 1 with a positive offset
         raise ClientError(
             "invalid_parameter", f"'{name}' must be an ISO 8601 timestamp such as 2026-11-26T12:00:00Z"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def encode_cursor(sort_values: list[Any]) -> str:
@@ -67,7 +68,14 @@ def decode_cursor(cursor: str) -> list[Any]:
         values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, binascii.Error):
         values = None
-    if not isinstance(values, list) or len(values) != len(_NEWEST_FIRST):
+    # The sort values of the last hit: [version, event id].
+    valid = (
+        isinstance(values, list)
+        and len(values) == len(_NEWEST_FIRST)
+        and type(values[0]) is int
+        and isinstance(values[1], str)
+    )
+    if not valid:
         raise ClientError("invalid_parameter", "'cursor' is not one this API returned")
     return values
 

@@ -95,6 +95,9 @@ def up(**options: object) -> None:
     except KeyboardInterrupt:
         console.print("stopping…")
     finally:
+        # A second Ctrl-C must not cut the shutdown short and orphan the engine or moto.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         pipeline.stop()
         lock.close()
     console.print("stopped.")

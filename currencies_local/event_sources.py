@@ -3,7 +3,8 @@
 - `StreamPoller` reads the table's stream in order and invokes the stream handler;
   a batch is retried (with backoff) until it succeeds, as a stream mapping does.
 - `QueuePoller` receives from the queue, invokes the consumer, and deletes only
-  the messages that succeeded (partial batch response); failed ones come back
+  the messages that succeeded (with ReportBatchItemFailures, the default here, the
+  ones not named in the handler's partial batch response); failed ones come back
   after the visibility timeout and reach the DLQ after the redrive limit.
 """
 
@@ -32,27 +33,19 @@ class _Poller(threading.Thread):
     def __init__(self, name: str) -> None:
         super().__init__(name=name, daemon=True)
         self._stop_requested = threading.Event()
-        self.invocations = 0
-        self.errors = 0
-        self.last_error: str | None = None
 
     def stop(self) -> None:
         self._stop_requested.set()
 
     def _service_error(self, error: Exception) -> None:
-        self.errors += 1
-        self.last_error = f"{type(error).__name__}: {error}"
-        log.warning("%s: %s", self.name, self.last_error)
+        log.warning("%s: %s: %s; retrying in 1 s", self.name, type(error).__name__, error)
         self._stop_requested.wait(1.0)
 
     def _invoke(self, handler: Handler, event: dict[str, Any]) -> tuple[bool, Any]:
-        self.invocations += 1
         try:
             return True, handler(event, _context(self.name))
-        except Exception as error:
-            self.errors += 1
-            self.last_error = f"{type(error).__name__}: {error}"
-            log.exception("%s: handler failed", self.name)
+        except Exception:
+            log.exception("%s: handler failed; the batch will be retried", self.name)
             return False, None
 
 
@@ -76,15 +69,24 @@ class StreamPoller(_Poller):
         self._idle_sleep_s = idle_sleep_s
         self.records = 0
 
+    def _first_iterator(self) -> str | None:
+        """An iterator at the start of the stream's shard (None if stopped before one was had)."""
+        while not self._stop_requested.is_set():
+            try:
+                shards = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]["Shards"]
+                # One shard in moto; several shards would each need their own ordered reader.
+                return self._streams.get_shard_iterator(
+                    StreamArn=self._stream_arn, ShardId=shards[0]["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                )["ShardIterator"]
+            except Exception as error:
+                self._service_error(error)
+        return None
+
     def run(self) -> None:
-        shards = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]["Shards"]
-        # One shard in moto; several shards would each need their own ordered reader.
-        iterator = self._streams.get_shard_iterator(
-            StreamArn=self._stream_arn, ShardId=shards[0]["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
+        iterator = self._first_iterator()
         pending: list[dict[str, Any]] = []
         backoff = 0.5
-        while not self._stop_requested.is_set():
+        while iterator is not None and not self._stop_requested.is_set():
             if not pending:
                 try:
                     # Reusing NextShardIterator matters: moto keeps every iterator it hands out.
@@ -92,7 +94,7 @@ class StreamPoller(_Poller):
                 except Exception as error:
                     self._service_error(error)
                     continue
-                iterator = response["NextShardIterator"]
+                iterator = response.get("NextShardIterator")  # None once a shard is closed
                 pending = response["Records"]
                 if not pending:
                     self._stop_requested.wait(self._idle_sleep_s)
@@ -118,8 +120,10 @@ class QueuePoller(_Poller):
         region: str,
         batch_size: int = 10,
         wait_s: int = 1,
+        report_batch_item_failures: bool = True,
     ) -> None:
         super().__init__("queue-poller")
+        self._partial = report_batch_item_failures
         self._sqs = sqs
         self._queue_url = queue_url
         self._queue_arn = queue_arn
@@ -127,8 +131,6 @@ class QueuePoller(_Poller):
         self._region = region
         self._batch_size = batch_size
         self._wait_s = wait_s
-        self.messages = 0
-        self.retried = 0
 
     def run(self) -> None:
         while not self._stop_requested.is_set():
@@ -141,14 +143,19 @@ class QueuePoller(_Poller):
                 continue
             ids = [message["MessageId"] for message in messages]
             ok, response = self._invoke(self._handler, sqs_event(messages, self._queue_arn, self._region))
-            failed = failed_message_ids(response, ids) if ok else set(ids)
+            failed = self._failed(ok, response, ids)
             done = [message for message in messages if message["MessageId"] not in failed]
             try:
                 self._delete_messages(done)
             except Exception as error:  # they come back after the visibility timeout: a duplicate, not a loss
                 self._service_error(error)
-            self.messages += len(done)
-            self.retried += len(failed)
+
+    def _failed(self, ok: bool, response: Any, ids: list[str]) -> set[str]:
+        """The messages to leave in the queue, as Lambda decides after an invocation."""
+        if not ok:
+            return set(ids)
+        # Without ReportBatchItemFailures, Lambda ignores what the handler returns.
+        return failed_message_ids(response, ids) if self._partial else set()
 
     def _receive_batch(self) -> list[dict[str, Any]]:
         """Up to `batch_size` messages: keep receiving while the queue has more, as Lambda batches."""

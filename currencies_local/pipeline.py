@@ -26,7 +26,7 @@ from chalicelib import clients
 from chalicelib.config import Engine
 from chalicelib.metrics import REGISTRY
 from currencies_local.elasticsearch import start_elasticsearch
-from currencies_local.event_sources import QueuePoller, StreamPoller
+from currencies_local.event_sources import LAMBDA_TIMEOUT_MS, QueuePoller, StreamPoller
 from currencies_local.moto import REGION, aws_environment, start_moto
 from currencies_local.opensearch import start_opensearch
 from currencies_local.processes import ManagedProcess, StartupError, port_is_free
@@ -128,15 +128,20 @@ class LocalPipeline:
             "CURRENCIES_SEARCH_URL": self.search_url,
             "CURRENCIES_BATCH_SIZE": str(options.batch_size),
             "CURRENCIES_CONSUMER_TRIGGER": "sqs",
+            # The local queue poller honours partial batch responses (ReportBatchItemFailures).
+            "CURRENCIES_PARTIAL_BATCH_RESPONSE": "true",
         }
         app_module, config = _load_app(self.environment)
-        app_module.clients.sink()  # index templates exist before the first event arrives
-        server = create_local_server(app_module.app, config, options.host, options.api_port)
-        threading.Thread(target=server.server.serve_forever, name="api", daemon=True).start()
-        self._stoppers.append(server.shutdown)
+        # Build the handlers' clients now, in one thread (boto3's default session is not
+        # thread-safe), and have the index templates before the first event arrives.
+        clients.store(), clients.sns(), clients.sqs(), clients.history()
+        clients.sink().ensure_indices()
+        api = create_local_server(app_module.app, config, options.host, options.api_port).server
+        threading.Thread(target=api.serve_forever, name="api", daemon=True).start()
+        self._stoppers.append(lambda: _close(api))
 
         metrics_server, _ = start_http_server(options.metrics_port, addr=options.host, registry=REGISTRY)
-        self._stoppers.append(metrics_server.shutdown)
+        self._stoppers.append(lambda: _close(metrics_server))
 
         self.stream_poller = StreamPoller(
             boto3.client("dynamodbstreams"), self.resources.stream_arn, app_module.relay_changes, region=REGION
@@ -168,12 +173,18 @@ class LocalPipeline:
             stopper()
         for poller in (self.stream_poller, self.queue_poller):
             if poller is not None and poller.is_alive():
-                poller.join(timeout=5)
+                # An invocation in flight finishes first (bounded by the Lambda timeout).
+                poller.join(timeout=LAMBDA_TIMEOUT_MS / 1000 + 5)
         for process in reversed(self._processes):
             process.stop()
         self._stoppers.clear()
         self._processes.clear()
         shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def _close(server: Any) -> None:
+    server.shutdown()
+    server.server_close()
 
 
 def _load_app(environment: dict[str, str]) -> tuple[Any, Any]:

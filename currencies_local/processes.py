@@ -63,6 +63,14 @@ class ManagedProcess:
         return self._process.pid
 
     def wait_until(self, ready: Callable[[], bool], timeout_s: float) -> None:
+        """Return once `ready()`; otherwise (exit, timeout, Ctrl-C) stop the process and raise."""
+        try:
+            self._wait_until(ready, timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_until(self, ready: Callable[[], bool], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -72,7 +80,6 @@ class ManagedProcess:
             if ready():
                 return
             time.sleep(0.2)
-        self.stop()
         raise StartupError(f"{self.name} was not ready after {timeout_s:.0f} s; see {self.log_path}:\n{self.tail()}")
 
     def tail(self, lines: int = 15) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import metrics
+from chalicelib.batching import batches
 from chalicelib.documents import Action
 from chalicelib.sinks.base import EngineUnavailable, ItemResult, SearchEngine, outcome_of
 
@@ -45,22 +46,6 @@ def encode(action: Action) -> bytes:
     if action.document is not None:
         lines.append(json.dumps(action.document, separators=(",", ":")))
     return ("\n".join(lines) + "\n").encode()
-
-
-def batches(encoded: Sequence[bytes], max_actions: int, max_bytes: int) -> list[list[int]]:
-    """Indices of `encoded` grouped into requests within both bounds (an oversized action goes alone)."""
-    groups: list[list[int]] = []
-    current: list[int] = []
-    size = 0
-    for position, lines in enumerate(encoded):
-        if current and (len(current) >= max_actions or size + len(lines) > max_bytes):
-            groups.append(current)
-            current, size = [], 0
-        current.append(position)
-        size += len(lines)
-    if current:
-        groups.append(current)
-    return groups
 
 
 def parse_item(item: dict[str, Any]) -> ItemResult:

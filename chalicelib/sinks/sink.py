@@ -20,6 +20,7 @@ class SearchSink:
         self._events_index = events_index
         self._rates_index = rates_index
         self._writer = writer or BulkWriter(engine)
+        self._indices_ready = False
 
     def ensure_indices(self) -> None:
         # Template PUTs are idempotent and "already exists" is success, so concurrent
@@ -28,8 +29,15 @@ class SearchSink:
             self.search_engine.put_index_template(name, body)
         for index in (self._events_index, self._rates_index):
             self.search_engine.create_index(index)
+        self._indices_ready = True
 
     def write(self, actions: Sequence[Action], deadline: float | None = None) -> list[ItemResult]:
+        """Bulk-write, first ensuring the indices once; failing that, every action is retryable."""
+        if not self._indices_ready:
+            try:
+                self.ensure_indices()
+            except Exception as error:  # unreachable, or refused (e.g. 403): the messages will be retried
+                return [ItemResult(503, "indices_not_ready", repr(error))] * len(actions)
         return self._writer.write(actions, deadline)
 
 

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chalicelib.batching import batches
 from chalicelib.documents import Action
 from chalicelib.sinks.base import EngineUnavailable, ItemResult
-from chalicelib.sinks.bulk import BulkWriter, RetryPolicy, batches, encode
+from chalicelib.sinks.bulk import BulkWriter, RetryPolicy, encode
 
 
 def action(n: int, size: int = 10) -> Action:

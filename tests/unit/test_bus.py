@@ -1,6 +1,7 @@
 """Unit tests for chalicelib.bus with a tiny fake SNS client that records publish_batch calls."""
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -124,3 +125,13 @@ def test_unwrap_takes_the_message_out_of_an_sns_envelope() -> None:
 )
 def test_unwrap_leaves_other_bodies_alone(body: str) -> None:
     assert unwrap(body) == body
+
+
+def test_publish_batches_stay_within_the_sns_size_limit() -> None:
+    """Ten 30 KB changes exceed 256 KiB together, so they go in two calls."""
+    sns = FakeSns()
+    big = [replace(change(n), new={"symbol": "EUR", "rate": "1", "note": "x" * 30_000}) for n in range(10)]
+    publish(sns, TOPIC, big)
+    sizes = [sum(len(e["Message"].encode()) for e in call["PublishBatchRequestEntries"]) for call in sns.calls]
+    assert len(sizes) == 2
+    assert all(size <= 256 * 1024 for size in sizes)

@@ -285,3 +285,22 @@ def test_from_json_rejects_a_boolean_version() -> None:
 
 def test_from_json_accepts_the_largest_version() -> None:
     assert Change.from_json(json.dumps({**valid_payload(), "version": 2**63 - 1})).version == 2**63 - 1
+
+
+def test_nested_sets_and_binary_attributes_become_json() -> None:
+    """Items written by other tools may hold maps, lists, sets and bytes: the change must still serialise."""
+    new = typed_item("1.25", 3) | {
+        "meta": {"M": {"weight": {"N": "0.5"}, "tags": {"SS": ["b", "a"]}, "raw": {"B": b"\x00\x01"}}},
+        "history": {"L": [{"N": "2"}, {"NS": ["3", "1.5"]}]},
+    }
+    change = change_from_record(stream_record("MODIFY", old=typed_item("1.2", 2), new=new), PUBLISHED_AT)
+    assert change.new is not None
+    assert change.new["meta"] == {"weight": "0.5", "tags": ["a", "b"], "raw": "AAE="}
+    assert change.new["history"] == [2, ["1.5", 3]]
+    assert Change.from_json(change.to_json()) == change
+
+
+def test_a_change_too_large_for_sns_is_refused() -> None:
+    new = typed_item("1.25", 3) | {"note": {"S": "x" * 300_000}}
+    with pytest.raises(InvalidChange, match="SNS"):
+        change_from_record(stream_record("MODIFY", old=typed_item("1.2", 2), new=new), PUBLISHED_AT)

@@ -286,3 +286,16 @@ def test_without_a_redrive_limit_failures_are_always_retried() -> None:
         dead_letter=lambda b, r: None,
     )
     assert report.failed_ids == ["m1"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 100_000, json.dumps({**VALID, "occurred_at": "2026-11-26T20:41:05"})],
+    ids=["nested-too-deeply", "timestamp-without-offset"],
+)
+def test_hostile_bodies_are_dead_lettered_not_raised(body: str) -> None:
+    dead: list[tuple[str, str]] = []
+    report = run([message("bad", body), message("good", change("c2").to_json())], FakeSink(),
+                 dead_letter=lambda b, r: dead.append((b, r)))  # fmt: skip
+    assert report.outcomes == {"dead_lettered": 1, "indexed": 1}
+    assert [b for b, _ in dead] == [body]
