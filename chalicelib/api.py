@@ -104,8 +104,8 @@ def normalise_errors(request: Request, get_response: Callable[[Request], Respons
 
 
 def _put(store: RateStore, body: dict[str, Any]) -> Response:
-    stored = store.put(CurrencyRate(parse_symbol(body["symbol"]), parse_rate(body["rate"])))
-    return _json(201 if stored.revision == 1 else 200, _view(stored))
+    stored, created = store.put(CurrencyRate(parse_symbol(body["symbol"]), parse_rate(body["rate"])))
+    return _json(201 if created else 200, _view(stored))
 
 
 def _body(request: Request, *, required: set[str], allowed: set[str]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The change message (contract v1, design.md 3.1) and its derivation from a stream record.
+"""The change message (contract v1, docs/design.md) and its derivation from a stream record.
 
 `Change` is what travels on the topic. It keeps the original example's `type` and
 `data` fields so an old consumer still works, and adds what a correct consumer
@@ -115,8 +115,8 @@ def _from_record(record: dict[str, Any], published_at: datetime) -> Change:
         id=event_id,
         sequence=sequence,
         version=change_version(event_type, old, new, int(occurred_s), sequence),
-        occurred_at=_iso(datetime.fromtimestamp(occurred_s, tz=UTC)),
-        published_at=_iso(published_at),
+        occurred_at=iso_utc(datetime.fromtimestamp(occurred_s, tz=UTC)),
+        published_at=iso_utc(published_at),
         old=old,
         new=new,
     )
@@ -191,5 +191,6 @@ def _check_rate(rate: Any, where: str) -> None:
         raise InvalidChange(f"{where} {rate!r} is not a decimal string")
 
 
-def _iso(moment: datetime) -> str:
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and a Z, the form every timestamp in messages and documents takes."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

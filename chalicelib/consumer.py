@@ -19,7 +19,7 @@ from typing import Any
 
 from chalicelib import metrics
 from chalicelib.bus import unwrap
-from chalicelib.changes import Change, InvalidChange
+from chalicelib.changes import Change, InvalidChange, iso_utc
 from chalicelib.deadletter import DeadLetter
 from chalicelib.documents import actions_for
 from chalicelib.sinks.base import FAILED_OUTCOMES, Outcome, Sink, outcome_of
@@ -84,7 +84,7 @@ def consume(
             _fail(report, message, f"invalid message: {error}", dead_letter, give_up=True)
 
     ingested_at = clock()
-    stamp = ingested_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    stamp = iso_utc(ingested_at)
     per_message = [
         actions_for(change, events_index=events_index, rates_index=rates_index, ingested_at=stamp)
         for _, change in parsed

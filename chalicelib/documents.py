@@ -1,4 +1,4 @@
-"""Change -> search-engine write actions (design.md 3.2). Pure: no client, no clock.
+"""Change -> search-engine write actions (docs/design.md, "Search documents"). Pure: no client, no clock.
 
 Two writes per change:
 - the events index gets one document per change, `_id` = change id, op `create`,

@@ -1,7 +1,7 @@
 """Rate history from the events index: a symbol's changes newest first, and the rate in force at a moment.
 
 Query building and result shaping are pure; `HistoryReader` is the only part that
-talks to the engine. "Newest" means highest `version` (design.md 3.3), which orders a
+talks to the engine. "Newest" means highest `version` (chalicelib.ordering), which orders a
 symbol's changes exactly, even where stream timestamps tie (one-second resolution).
 """
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.changes import iso_utc
 from chalicelib.currency import ClientError
 from chalicelib.sinks.base import SearchEngine
 
@@ -83,9 +84,9 @@ def decode_cursor(cursor: str) -> list[Any]:
 def history_search(query: HistoryQuery) -> dict[str, Any]:
     moment: dict[str, str] = {}
     if query.start:
-        moment["gte"] = _iso(query.start)
+        moment["gte"] = iso_utc(query.start)
     if query.end:
-        moment["lte"] = _iso(query.end)
+        moment["lte"] = iso_utc(query.end)
     filters: list[dict[str, Any]] = [{"term": {"currency.symbol": query.symbol}}]
     if moment:
         filters.append({"range": {"@timestamp": moment}})
@@ -96,7 +97,7 @@ def history_search(query: HistoryQuery) -> dict[str, Any]:
 
 
 def rate_at_search(symbol: str, at: datetime) -> dict[str, Any]:
-    filters = [{"term": {"currency.symbol": symbol}}, {"range": {"@timestamp": {"lte": _iso(at)}}}]
+    filters = [{"term": {"currency.symbol": symbol}}, {"range": {"@timestamp": {"lte": iso_utc(at)}}}]
     return {"query": {"bool": {"filter": filters}}, "sort": _NEWEST_FIRST, "size": 1}
 
 
@@ -112,9 +113,9 @@ def history_page(symbol: str, response: dict[str, Any], size: int) -> dict[str, 
 def rate_at(symbol: str, at: datetime, response: dict[str, Any]) -> dict[str, Any]:
     hits = response["hits"]["hits"]
     if not hits or hits[0]["_source"]["event"]["action"] == "remove":
-        raise ClientError("not_found", f"no rate for {symbol} was in force at {_iso(at)}", status=404)
+        raise ClientError("not_found", f"no rate for {symbol} was in force at {iso_utc(at)}", status=404)
     view = change_view(hits[0]["_source"])
-    return {"symbol": symbol, "rate": view["rate"], "at": _iso(at), "since": view["occurred_at"], "change": view}
+    return {"symbol": symbol, "rate": view["rate"], "at": iso_utc(at), "since": view["occurred_at"], "change": view}
 
 
 def change_view(source: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +142,3 @@ class HistoryReader:
     def rate_at(self, symbol: str, at: datetime) -> dict[str, Any]:
         response = self._engine.search(self._events_index, rate_at_search(symbol, at), SEARCH_TIMEOUT_S)
         return rate_at(symbol, at, response)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

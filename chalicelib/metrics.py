@@ -1,4 +1,4 @@
-"""Every metric the pipeline exposes (design.md 3.4): prefix `currencies_`, bounded labels.
+"""Every metric the pipeline exposes (docs/design.md, "Metrics"): prefix `currencies_`, bounded labels.
 
 Long-running processes serve this registry on `/metrics`. A Lambda cannot be
 scraped; pushing to a Pushgateway is the roadmap's next step and uses this same registry.
@@ -36,7 +36,7 @@ SNS_PUBLISHES = Counter(
 )
 CONSUMER_MESSAGES = Counter(
     "currencies_consumer_messages",
-    "Messages handled by the consumer, by outcome (indexed, duplicate, stale, failed, invalid).",
+    "Messages handled by the consumer, by outcome (indexed, duplicate, stale, failed, dead_lettered).",
     ["outcome"],
     registry=REGISTRY,
 )

@@ -1,4 +1,4 @@
-"""The `version` that totally orders all changes of one symbol (design.md 3.3).
+"""The `version` that totally orders all changes of one symbol (docs/design.md, "Ordering").
 
 Stream sequence numbers exceed 64 bits and the stream timestamp has one-second
 granularity, so neither can be an external version in the search engine. The API
@@ -44,6 +44,17 @@ def image_version(image: dict[str, Any] | None) -> int | None:
     if not image or image.get("created_at") is None or image.get("revision") is None:
         return None
     return live_version(int(image["created_at"]), int(image["revision"]))
+
+
+def advances(old_image: dict[str, Any] | None, version: int) -> bool:
+    """Whether a MODIFY's version is above the version of the image it replaced.
+
+    False when a writer other than the API changed the item without bumping
+    `revision` (or dropped it): the current-state index would then see the change
+    as stale and keep the older rate.
+    """
+    previous = image_version(old_image)
+    return previous is None or version > previous
 
 
 def change_version(

@@ -46,8 +46,10 @@ class RateStore:
         self._table = table
         self._clock = clock
 
-    def put(self, change: CurrencyRate) -> StoredRate:
-        """Create or update; the stream sees exactly one INSERT or MODIFY for it.
+    def put(self, change: CurrencyRate) -> tuple[StoredRate, bool]:
+        """Create or update; returns the stored rate and whether it was created.
+
+        The stream sees exactly one INSERT or MODIFY for it.
 
         Update-if-exists, else create-if-absent (a concurrent create makes the
         loop go round once more). A single upserting UpdateItem would do in
@@ -68,13 +70,13 @@ class RateStore:
                     ExpressionAttributeValues={":rate": change.rate, ":now": now, ":one": 1},
                     ReturnValues="ALL_NEW",
                 )
-                return StoredRate.from_item(response["Attributes"])
+                return StoredRate.from_item(response["Attributes"]), False
             except self._table.meta.client.exceptions.ConditionalCheckFailedException:
                 pass
             item = {"symbol": change.symbol, "rate": change.rate, "revision": 1, "created_at": now, "updated_at": now}
             try:
                 self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(symbol)")
-                return StoredRate.from_item(item)
+                return StoredRate.from_item(item), True
             except self._table.meta.client.exceptions.ConditionalCheckFailedException:
                 continue
 

@@ -19,6 +19,7 @@ from chalicelib import metrics
 from chalicelib.bus import PublishError, publish
 from chalicelib.changes import Change, InvalidChange, change_from_record
 from chalicelib.deadletter import DeadLetter
+from chalicelib.ordering import advances
 
 log = logging.getLogger(__name__)
 
@@ -59,5 +60,12 @@ def relay(
     metrics.SNS_PUBLISHES.labels("published").inc(len(changes))
     for change in changes:
         metrics.STREAM_RECORDS.labels(change.type, "published").inc()
+        if change.type == "MODIFY" and not advances(change.old, change.version):
+            # Still published: the history keeps it. The current state cannot take it.
+            metrics.STREAM_RECORDS.labels(change.type, "unordered").inc()
+            log.error(
+                "a write did not advance the item's version; every writer must ADD revision :1",
+                extra={"change_id": change.id, "symbol": change.symbol, "version": change.version},
+            )
     counts["published"] += len(changes)
     return counts

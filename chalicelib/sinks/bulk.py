@@ -94,12 +94,16 @@ class BulkWriter:
             if not pending or not self._wait_before_retry(attempt, deadline):
                 break
             metrics.BULK_RETRIES.labels(self._engine.name).inc(len(pending))
-        return [result for result in results if result is not None]
+        assert all(result is not None for result in results), "every action gets a result"
+        return results  # type: ignore[return-value]
 
     def _send(self, encoded: list[bytes], positions: list[int], deadline: float | None) -> list[ItemResult]:
         timeout = self._policy.request_timeout_s
         if deadline is not None:
-            timeout = max(0.5, min(timeout, deadline - self._clock()))
+            left = deadline - self._clock()
+            if left <= 0:  # out of time: leave these to the queue's retry
+                return [ItemResult(503, "deadline_exceeded", "no time left in this invocation")] * len(positions)
+            timeout = min(timeout, left)
         started = time.perf_counter()
         try:
             items = self._engine.send_bulk(b"".join(encoded[i] for i in positions), timeout)

@@ -130,3 +130,19 @@ def test_an_oversized_action_is_sent_alone() -> None:
     big = action(1, size=5000)
     writer(engine, FakeClock(), max_bytes=len(encode(big)) - 1).write([action(0), big, action(2)])
     assert engine.requests == [["id-0"], ["id-1"], ["id-2"]]
+
+
+def test_no_request_starts_after_the_deadline() -> None:
+    """Many groups and a slow engine: the groups left when time runs out are not sent at all."""
+    clock = FakeClock()
+
+    class Slow(ScriptedEngine):
+        def send_bulk(self, body: bytes, timeout_s: float) -> list[dict]:
+            assert timeout_s <= 2.5 - clock.now
+            clock.now += 1.0
+            return super().send_bulk(body, timeout_s)
+
+    engine = Slow(lambda _id, _attempt: 201)
+    results = writer(engine, clock, max_actions=1).write([action(n) for n in range(5)], deadline=2.5)
+    assert len(engine.requests) == 3
+    assert [r.status for r in results] == [201, 201, 201, 503, 503]
