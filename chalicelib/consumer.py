@@ -45,7 +45,8 @@ class BatchReport:
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in self.failed_ids]}
 
 
-# Time kept back from the Lambda's remaining time: enough to report the batch result.
+# Time kept back from the Lambda's remaining time to report the batch result: this
+# much, or a fifth of what remains when that is less (a 3 s function still gets 2.4 s).
 DEADLINE_MARGIN_S = 3.0
 
 
@@ -54,7 +55,8 @@ def deadline_of(context: Any) -> float | None:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return None
-    return time.monotonic() + remaining() / 1000 - DEADLINE_MARGIN_S
+    left = remaining() / 1000
+    return time.monotonic() + left - min(DEADLINE_MARGIN_S, left / 5)
 
 
 def consume(

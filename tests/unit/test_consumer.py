@@ -1,6 +1,7 @@
 """Unit tests for chalicelib.consumer.consume with a hand-written fake sink (no engine, no queue)."""
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.changes import Change
-from chalicelib.consumer import InboundMessage, consume
+from chalicelib.consumer import InboundMessage, consume, deadline_of
 from chalicelib.documents import Action
 from chalicelib.sinks.base import ItemResult
 
@@ -299,3 +300,19 @@ def test_hostile_bodies_are_dead_lettered_not_raised(body: str) -> None:
                  dead_letter=lambda b, r: dead.append((b, r)))  # fmt: skip
     assert report.outcomes == {"dead_lettered": 1, "indexed": 1}
     assert [b for b, _ in dead] == [body]
+
+
+@pytest.mark.parametrize(("remaining_ms", "budget_s"), [(60_000, 57.0), (3_000, 2.4), (500, 0.4)])
+def test_the_deadline_leaves_time_to_report(remaining_ms: int, budget_s: float) -> None:
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return remaining_ms
+
+    before = time.monotonic()
+    deadline = deadline_of(Context())
+    assert deadline is not None
+    assert abs((deadline - before) - budget_s) < 0.05
+
+
+def test_no_context_no_deadline() -> None:
+    assert deadline_of(object()) is None
