@@ -28,8 +28,8 @@ from chalicelib.config import SearchSettings
 from chalicelib.consumer import InboundMessage, consume
 from chalicelib.sinks.sink import SearchSink, connect
 from currencies_local.elasticsearch import start_elasticsearch
-from currencies_local.opensearch import start_opensearch
-from currencies_local.processes import ManagedProcess, free_port, port_is_free
+from currencies_local.opensearch import free_http_port, start_opensearch
+from currencies_local.processes import ManagedProcess, free_port
 from currencies_local.synthetic import random_table
 
 console = Console()
@@ -135,11 +135,7 @@ def main(
     if url is None:
         work_dir = Path(tempfile.mkdtemp(prefix="currencies-bench-"))
         work_dir.chmod(0o711)
-        port = (
-            free_port()
-            if engine == "elasticsearch"
-            else next(p for p in range(9230, 9300) if port_is_free("127.0.0.1", p))
-        )
+        port = free_port() if engine == "elasticsearch" else free_http_port()
         start = start_elasticsearch if engine == "elasticsearch" else start_opensearch
         with console.status(f"starting {engine}"):
             node = start("127.0.0.1", port, work_dir / "node")

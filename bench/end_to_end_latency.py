@@ -26,8 +26,9 @@ from rich.progress import track
 
 from chalicelib.config import SearchSettings
 from chalicelib.sinks.sink import connect
+from currencies_local.opensearch import free_http_port
 from currencies_local.pipeline import LocalPipeline, Options
-from currencies_local.processes import free_port, port_is_free
+from currencies_local.processes import free_port
 
 console = Console()
 
@@ -47,9 +48,7 @@ def post(api: str, symbol: str, rate: str) -> dict:
 @click.option("--writes", default=30, show_default=True, help="Sequential API writes to time.")
 def main(engine: str, writes: int) -> None:
     """Measure start-up time and POST -> searchable delay of the local pipeline."""
-    search_port = (
-        free_port() if engine == "elasticsearch" else next(p for p in range(9230, 9300) if port_is_free("127.0.0.1", p))
-    )
+    search_port = free_port() if engine == "elasticsearch" else free_http_port()
     options = Options(
         api_port=free_port(), moto_port=free_port(), metrics_port=free_port(),
         engine=engine, search_port=search_port,  # type: ignore[arg-type]

