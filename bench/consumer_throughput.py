@@ -42,7 +42,7 @@ class Result:
     batch_size: int
     messages: int
     seconds: float
-    docs_per_second: float
+    events_per_second: float
     consumer_cpu_share: float
     engine_cpu_share: float | None
     events_indexed: int
@@ -95,7 +95,7 @@ def run_once(engine: str, url: str, node: ManagedProcess | None, bodies: list[st
         batch_size=batch_size,
         messages=len(bodies),
         seconds=round(seconds, 3),
-        docs_per_second=round(len(bodies) / seconds, 1),
+        events_per_second=round(len(bodies) / seconds, 1),
         consumer_cpu_share=round(consumer_cpu / seconds, 2),
         engine_cpu_share=None if engine_cpu is None else round(engine_cpu / seconds, 2),
         events_indexed=indexed,
@@ -150,7 +150,7 @@ def main(
         report.add_column(column, justify="right")
     for r in results:
         engine_share = "n/a" if r.engine_cpu_share is None else f"{r.engine_cpu_share:.0%}"
-        report.add_row(str(r.batch_size), f"{r.seconds:.2f}", f"{r.docs_per_second:,.0f}",
+        report.add_row(str(r.batch_size), f"{r.seconds:.2f}", f"{r.events_per_second:,.0f}",
                        f"{r.consumer_cpu_share:.0%}", engine_share, str(r.events_indexed))  # fmt: skip
     console.print(report)
     console.print("CPU shares are CPU seconds per wall second (100% = one core busy).")
