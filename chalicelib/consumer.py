@@ -161,7 +161,7 @@ def _record(report: BatchReport, message: InboundMessage, outcome: str) -> None:
 
 def _observe_written(change: Change, ingested_at: datetime, *, event_written: bool, rate_written: bool) -> None:
     if event_written:
-        occurred_at = datetime.fromisoformat(change.occurred_at.replace("Z", "+00:00"))
+        occurred_at = datetime.fromisoformat(change.occurred_at)
         metrics.END_TO_END_LAG.observe(max((ingested_at - occurred_at).total_seconds(), 0.0))
     if not rate_written:
         return

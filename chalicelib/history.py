@@ -52,7 +52,7 @@ def parse_history_params(symbol: str, params: dict[str, str]) -> HistoryQuery:
 def parse_moment(text: str, name: str) -> datetime:
     """ISO 8601; a time without an offset is taken as UTC."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text)
         return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
     except (ValueError, OverflowError):  # OverflowError: e.g. year 1 with a positive offset
         raise ClientError(

@@ -40,6 +40,16 @@ def queue_url(sqs: Any, queue_arn: str) -> str:
     return sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
 
 
+def delete_messages(sqs: Any, url: str, receipt_handles: Sequence[str]) -> list[dict[str, Any]]:
+    """Delete messages in batches of ten; returns the entries SQS could not delete."""
+    failures: list[dict[str, Any]] = []
+    for start in range(0, len(receipt_handles), SQS_BATCH_LIMIT):
+        chunk = receipt_handles[start : start + SQS_BATCH_LIMIT]
+        entries = [{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(chunk)]
+        failures += sqs.delete_message_batch(QueueUrl=url, Entries=entries).get("Failed", [])
+    return failures
+
+
 def settle(
     records: Sequence[dict[str, Any]], report: BatchReport, *, partial_response: bool, sqs: Any
 ) -> dict[str, list[dict[str, str]]]:
@@ -50,12 +60,9 @@ def settle(
     done = [record for record in records if record["messageId"] not in failed]
     if done:
         url = queue_url(sqs, done[0]["eventSourceARN"])
-        for start in range(0, len(done), SQS_BATCH_LIMIT):
-            chunk = done[start : start + SQS_BATCH_LIMIT]
-            entries = [{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(chunk)]
-            response = sqs.delete_message_batch(QueueUrl=url, Entries=entries)
-            if response.get("Failed"):  # they come back as duplicates, which indexing absorbs
-                log.warning("could not delete some handled messages", extra={"failed": response["Failed"]})
+        failures = delete_messages(sqs, url, [record["receiptHandle"] for record in done])
+        if failures:  # they come back as duplicates, which indexing absorbs
+            log.warning("could not delete some handled messages", extra={"failed": failures})
     raise BatchIncomplete(
         f"{len(failed)} of {len(records)} messages failed and will be retried; {len(done)} were deleted"
     )

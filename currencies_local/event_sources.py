@@ -17,6 +17,7 @@ from typing import Any
 
 from chalice.local import LambdaContext
 
+from chalicelib.sqs_batch import delete_messages
 from currencies_local.lambda_events import dynamodb_event, failed_message_ids, sqs_event
 
 log = logging.getLogger(__name__)
@@ -174,9 +175,4 @@ class QueuePoller(_Poller):
         return batch
 
     def _delete_messages(self, messages: list[dict[str, Any]]) -> None:
-        for start in range(0, len(messages), 10):
-            chunk = messages[start : start + 10]
-            self._sqs.delete_message_batch(
-                QueueUrl=self._queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
-            )
+        delete_messages(self._sqs, self._queue_url, [message["ReceiptHandle"] for message in messages])

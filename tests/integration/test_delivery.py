@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from chalicelib.bus import publish, unwrap
-from chalicelib.changes import Change
+from chalicelib.changes import Change, iso_utc
 from chalicelib.metrics import REGISTRY
 from currencies_local.pipeline import LocalPipeline
 from tests.integration.engines import EngineUnderTest
@@ -21,7 +21,7 @@ from tests.integration.support import eventually
 
 
 def change(symbol: str, kind: str, version: int, rate: str | None = None) -> Change:
-    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    now = iso_utc(datetime.now(UTC))
     image = None if rate is None else {"symbol": symbol, "rate": rate}
     return Change(
         type=kind,  # type: ignore[arg-type]
