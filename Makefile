@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format install system-deps clean bench
+.PHONY: run test lint format install system-deps apt-install clean bench
 
 run: install system-deps
 	$(BIN)/currencies up
@@ -31,9 +31,16 @@ $(VENV)/.installed: pyproject.toml requirements.txt requirements-dev.txt
 	touch $@
 
 system-deps:
-	@command -v mvn >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends maven; \
-	  else echo "Maven (mvn) is needed to fetch Elasticsearch: sudo apt-get install maven" >&2; exit 1; fi; }
+	@command -v mvn >/dev/null || $(MAKE) --no-print-directory apt-install PACKAGES=maven WHY="Maven (mvn) fetches Elasticsearch"
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || $(MAKE) --no-print-directory apt-install PACKAGES=prometheus WHY="Prometheus and promtool run the rules and dashboards' queries"
+	@command -v prometheus-pushgateway >/dev/null || $(MAKE) --no-print-directory apt-install PACKAGES=prometheus-pushgateway WHY="the Pushgateway receives the Lambdas' metrics"
+	@command -v docker-compose >/dev/null || $(MAKE) --no-print-directory apt-install PACKAGES=docker-compose WHY="docker-compose validates docker-compose.yml offline"
+
+# Debian packages, installed without recommends (nothing is started by them).
+apt-install:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PACKAGES); \
+	else echo "$(WHY): sudo apt-get install --no-install-recommends $(PACKAGES)" >&2; exit 1; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -11,8 +11,9 @@ from typing import Any
 from chalice import Chalice, Response
 from chalice.app import DynamoDBEvent, SNSEvent, SQSEvent
 
-from chalicelib import api, clients, logs
+from chalicelib import api, clients
 from chalicelib.consumer import BatchReport, InboundMessage, consume, deadline_of
+from chalicelib.observability import logs
 from chalicelib.sqs_batch import inbound_messages, settle
 from chalicelib.stream import relay
 

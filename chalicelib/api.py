@@ -15,9 +15,9 @@ from typing import Any
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import metrics
 from chalicelib.currency import ClientError, CurrencyRate, format_rate, parse_body, parse_rate, parse_symbol
 from chalicelib.history import HistoryReader, parse_history_params, parse_moment
+from chalicelib.observability import metrics
 from chalicelib.sinks.base import EngineUnavailable
 from chalicelib.store import RateStore, StoredRate
 

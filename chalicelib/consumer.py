@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib import metrics
 from chalicelib.bus import unwrap
 from chalicelib.changes import Change, InvalidChange, iso_utc
 from chalicelib.deadletter import DeadLetter
 from chalicelib.documents import actions_for
+from chalicelib.observability import metrics
 from chalicelib.sinks.base import FAILED_OUTCOMES, Outcome, Sink, outcome_of
 
 log = logging.getLogger(__name__)

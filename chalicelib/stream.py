@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib import metrics
 from chalicelib.bus import PublishError, publish
 from chalicelib.changes import Change, InvalidChange, change_from_record
 from chalicelib.deadletter import DeadLetter
+from chalicelib.observability import metrics
 from chalicelib.ordering import advances
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from chalicelib.metrics import REGISTRY
+from chalicelib.observability.metrics import REGISTRY
 from currencies_local.pipeline import LocalPipeline, Options
 from currencies_local.processes import StartupError
 

@@ -24,7 +24,7 @@ from prometheus_client import start_http_server
 
 from chalicelib import clients
 from chalicelib.config import Engine
-from chalicelib.metrics import REGISTRY
+from chalicelib.observability.metrics import REGISTRY
 from currencies_local.elasticsearch import start_elasticsearch
 from currencies_local.event_sources import LAMBDA_TIMEOUT_MS, QueuePoller, StreamPoller
 from currencies_local.moto import REGION, aws_environment, start_moto

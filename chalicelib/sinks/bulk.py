@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import metrics
 from chalicelib.batching import batches
 from chalicelib.documents import Action
+from chalicelib.observability import metrics
 from chalicelib.sinks.base import EngineUnavailable, ItemResult, SearchEngine, outcome_of
 
 MAX_ACTIONS_PER_REQUEST = 1000

@@ -14,7 +14,7 @@ import pytest
 
 from chalicelib.bus import publish, unwrap
 from chalicelib.changes import Change, iso_utc
-from chalicelib.metrics import REGISTRY
+from chalicelib.observability.metrics import REGISTRY
 from currencies_local.pipeline import LocalPipeline
 from tests.integration.engines import EngineUnderTest
 from tests.integration.support import eventually

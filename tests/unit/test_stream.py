@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.metrics import REGISTRY
+from chalicelib.observability.metrics import REGISTRY
 from chalicelib.stream import UnconvertibleRecord, relay
 from currencies_local.synthetic import TableModel
 

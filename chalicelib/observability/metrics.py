@@ -1,0 +1,106 @@
+"""Every metric the pipeline exposes (docs/design.md, "Metrics"): prefix `currencies_`, bounded labels.
+
+Long-running processes (the local runtime) serve this registry on `/metrics`. A
+Lambda cannot be scraped: `observability.push` pushes it to a Pushgateway after
+each invocation, one group per container, and `observability.janitor` retires the
+groups of containers that went away.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+# `_created` series double the series count and no query here uses them.
+disable_created_metrics()
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300, 900, 3600)
+
+API_REQUESTS = Counter(
+    "currencies_api_requests",
+    "API requests by route, method and status class.",
+    ["route", "method", "status_class"],
+    registry=REGISTRY,
+)
+API_LATENCY = Histogram(
+    "currencies_api_request_duration_seconds",
+    "API request handling time.",
+    ["route", "method"],
+    registry=REGISTRY,
+)
+STREAM_RECORDS = Counter(
+    "currencies_stream_records",
+    "DynamoDB stream records seen by the stream handler, by event type and outcome.",
+    ["event_type", "outcome"],
+    registry=REGISTRY,
+)
+SNS_PUBLISHES = Counter(
+    "currencies_sns_publishes",
+    "Changes published to the topic (one per message), by outcome.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+CONSUMER_MESSAGES = Counter(
+    "currencies_consumer_messages",
+    "Messages handled by the consumer, by outcome (indexed, duplicate, stale, failed, dead_lettered).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+BULK_LATENCY = Histogram(
+    "currencies_bulk_request_duration_seconds",
+    "Search-engine bulk request time.",
+    ["engine"],
+    registry=REGISTRY,
+)
+BULK_RETRIES = Counter(
+    "currencies_bulk_item_retries",
+    "Bulk items sent again after a 429, a 5xx or a failed request.",
+    ["engine"],
+    registry=REGISTRY,
+)
+BULK_ITEM_ERRORS = Counter(
+    "currencies_bulk_item_errors",
+    "Bulk items the engine refused, by reason (the engine's error type).",
+    ["engine", "reason"],
+    registry=REGISTRY,
+)
+END_TO_END_LAG = Histogram(
+    "currencies_end_to_end_lag_seconds",
+    "Time from the change in the table (stream timestamp) to the end of the bulk request that indexed it.",
+    buckets=LAG_BUCKETS,
+    registry=REGISTRY,
+)
+STAGE_LAG = Histogram(
+    "currencies_stage_lag_seconds",
+    "Time a change spends in each hop: table_to_stream (until the stream handler publishes it), "
+    "stream_to_consumer (SNS + SQS transit), consumer_to_indexed (until its bulk request ends).",
+    ["stage"],
+    buckets=LAG_BUCKETS,
+    registry=REGISTRY,
+)
+STAGES = ("table_to_stream", "stream_to_consumer", "consumer_to_indexed")
+QUEUE_MESSAGES = Gauge(
+    "currencies_queue_messages",
+    "Messages visible in a queue (queue: consumer or dead_letter), sampled by the metrics janitor.",
+    ["queue"],
+    registry=REGISTRY,
+)
+METRICS_PUSHES = Counter(
+    "currencies_metrics_pushes",
+    "Pushes of this container's metrics to the Pushgateway, by outcome (pushed, failed); "
+    "a failure is counted and shows in the next push that succeeds.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+METRICS_GROUPS_RETIRED = Counter(
+    "currencies_metrics_groups_retired",
+    "Pushgateway groups of idle containers that the janitor folded into the retired totals and deleted.",
+    registry=REGISTRY,
+)
+CURRENCY_RATE = Gauge(
+    "currencies_currency_rate",
+    "Latest rate this process indexed per currency (long-running processes only: never pushed from "
+    "Lambda, where containers disagree; dashboards read the current-state index instead).",
+    ["symbol"],
+    registry=REGISTRY,
+)
