@@ -8,18 +8,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice import Chalice, Response
-from chalice.app import DynamoDBEvent, SNSEvent, SQSEvent
+from chalice import Chalice, Rate, Response
+from chalice.app import CloudWatchEvent, DynamoDBEvent, SNSEvent, SQSEvent
 
 from chalicelib import api, clients
 from chalicelib.consumer import BatchReport, InboundMessage, consume, deadline_of
-from chalicelib.observability import logs
+from chalicelib.observability import janitor, logs, push
+from chalicelib.observability.queues import sample_depths
 from chalicelib.sqs_batch import inbound_messages, settle
 from chalicelib.stream import relay
 
 app = Chalice(app_name="currencies")
 logs.configure()
 settings = clients.settings()
+
+
+@app.middleware("all")
+def push_metrics(event: Any, get_response: Any) -> Any:
+    """Every invocation of every function ends by pushing its container's metrics (when configured)."""
+    context = getattr(event, "lambda_context", None) or getattr(event, "context", None)
+    return push.around_invocation(clients.metrics_pusher(), context, lambda: get_response(event))
 
 
 @app.middleware("http")
@@ -96,3 +104,18 @@ else:
         record = InboundMessage(event.to_dict()["Records"][0]["Sns"]["MessageId"], event.message)
         if _consume([record], event.context).failed_ids:
             raise RuntimeError("indexing failed; Lambda will retry this message")
+
+
+if settings.pushgateway_url:
+    # Lambda containers come and go; their Pushgateway groups must not pile up.
+
+    @app.schedule(Rate(5, unit=Rate.MINUTES))
+    def tidy_metrics(event: CloudWatchEvent) -> dict[str, int]:
+        retired = janitor.tidy(
+            clients.pushgateway(),  # type: ignore[arg-type]
+            function=clients.function_name(),
+            idle_after_s=settings.metrics_idle_after_s,
+            sample_queues=lambda: sample_depths(clients.sqs(), clients.queue_urls()),
+            timeout_s=min(2.0, (push.remaining_s(event.context) or 8.0) / 4),
+        )
+        return {"groups_retired": retired}

@@ -8,6 +8,7 @@ every boto3 client.
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 
@@ -16,6 +17,8 @@ import boto3
 from chalicelib.config import Settings
 from chalicelib.deadletter import DeadLetter, dead_letter
 from chalicelib.history import HistoryReader
+from chalicelib.observability.push import MetricsPusher
+from chalicelib.observability.pushgateway import Pushgateway
 from chalicelib.sinks.base import SearchEngine
 from chalicelib.sinks.sink import SearchSink, connect
 from chalicelib.store import RateStore
@@ -64,3 +67,33 @@ def dead_letter_queue(source: str) -> DeadLetter | None:
         return None
     client = sqs()
     return lambda body, reason: dead_letter(client, url, body, reason=reason, source=source)
+
+
+@cache
+def pushgateway() -> Pushgateway | None:
+    url = settings().pushgateway_url
+    return None if url is None else Pushgateway(url)
+
+
+@cache
+def metrics_pusher() -> MetricsPusher | None:
+    """This container's pusher when a Pushgateway is configured (Lambda); None where we are scraped."""
+    gateway = pushgateway()
+    if gateway is None:
+        return None
+    # A container idle this long takes a new identity, well before the janitor may retire its group.
+    rotate_after_s = settings().metrics_idle_after_s / 3
+    return MetricsPusher(gateway, function_name(), rotate_after_s=rotate_after_s)
+
+
+def function_name() -> str:
+    return os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
+
+
+def queue_urls() -> dict[str, str]:
+    """The queues whose depth is sampled: the consumer's queue (by name) and the dead-letter queue."""
+    config = settings()
+    urls = {"consumer": sqs().get_queue_url(QueueName=config.queue_name)["QueueUrl"]}
+    if config.dlq_url:
+        urls["dead_letter"] = config.dlq_url
+    return urls

@@ -86,6 +86,8 @@ class Settings:
     dlq_url: str | None
     max_receives: int
     partial_batch_response: bool
+    pushgateway_url: str | None
+    metrics_idle_after_s: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -107,6 +109,8 @@ class Settings:
             dlq_url=env.get("CURRENCIES_DLQ_URL") or None,
             max_receives=_positive_int(env, "CURRENCIES_MAX_RECEIVES", "5"),
             partial_batch_response=_flag(env, "CURRENCIES_PARTIAL_BATCH_RESPONSE"),
+            pushgateway_url=env.get("CURRENCIES_PUSHGATEWAY_URL") or None,
+            metrics_idle_after_s=_positive_int(env, "CURRENCIES_METRICS_IDLE_AFTER_S", "900", maximum=86_400),
         )
 
     def require(self, name: str) -> str:

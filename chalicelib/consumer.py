@@ -85,8 +85,8 @@ def consume(
             log.error("invalid message", extra={"message_id": message.message_id, "reason": str(error)})
             _fail(report, message, f"invalid message: {error}", dead_letter, give_up=True)
 
-    ingested_at = clock()
-    stamp = iso_utc(ingested_at)
+    received_at = clock()
+    stamp = iso_utc(received_at)
     per_message = [
         actions_for(change, events_index=events_index, rates_index=rates_index, ingested_at=stamp)
         for _, change in parsed
@@ -100,6 +100,7 @@ def consume(
             last = _last_receive(message, max_receives)
             _fail(report, message, f"bulk request failed: {error!r}", dead_letter, give_up=last)
         return report
+    indexed_at = clock()
 
     position = 0
     for (message, change), group in zip(parsed, per_message, strict=True):
@@ -117,9 +118,9 @@ def consume(
             _fail(report, message, "; ".join(errors), dead_letter, give_up=last)
             continue
         _record(report, message, _message_outcome(outcomes))
-        _observe_written(
-            change, ingested_at, event_written=outcomes[0] == "written", rate_written=outcomes[1] == "written"
-        )
+        if outcomes[0] == "written":
+            observe_lags(change, received_at, indexed_at)
+        _observe_rate(change, rate_written=outcomes[1] == "written")
     return report
 
 
@@ -159,10 +160,20 @@ def _record(report: BatchReport, message: InboundMessage, outcome: str) -> None:
         report.failed_ids.append(message.message_id)
 
 
-def _observe_written(change: Change, ingested_at: datetime, *, event_written: bool, rate_written: bool) -> None:
-    if event_written:
-        occurred_at = datetime.fromisoformat(change.occurred_at)
-        metrics.END_TO_END_LAG.observe(max((ingested_at - occurred_at).total_seconds(), 0.0))
+def observe_lags(change: Change, received_at: datetime, indexed_at: datetime) -> None:
+    """Where a change's time went, hop by hop, once per change (on its first indexing)."""
+    occurred_at = datetime.fromisoformat(change.occurred_at)
+    published_at = datetime.fromisoformat(change.published_at)
+    hops = {
+        "stream_to_consumer": received_at - published_at,
+        "consumer_to_indexed": indexed_at - received_at,
+    }
+    for stage, took in hops.items():
+        metrics.STAGE_LAG.labels(stage).observe(max(took.total_seconds(), 0.0))
+    metrics.END_TO_END_LAG.observe(max((indexed_at - occurred_at).total_seconds(), 0.0))
+
+
+def _observe_rate(change: Change, *, rate_written: bool) -> None:
     if not rate_written:
         return
     if change.type != "REMOVE":

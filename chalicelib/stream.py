@@ -60,6 +60,8 @@ def relay(
     metrics.SNS_PUBLISHES.labels("published").inc(len(changes))
     for change in changes:
         metrics.STREAM_RECORDS.labels(change.type, "published").inc()
+        waited = published_at - datetime.fromisoformat(change.occurred_at)
+        metrics.STAGE_LAG.labels("table_to_stream").observe(max(waited.total_seconds(), 0.0))
         if change.type == "MODIFY" and not advances(change.old, change.version):
             # Still published: the history keeps it. The current state cannot take it.
             metrics.STREAM_RECORDS.labels(change.type, "unordered").inc()

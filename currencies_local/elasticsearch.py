@@ -39,20 +39,25 @@ def ensure_distribution(progress: Callable[[str], None] = lambda _: None) -> Pat
     archive = download / f"elasticsearch-{VERSION}.zip"
     if not archive.exists():
         progress(f"downloading {ARTIFACT} from Maven Central (about 130 MB, once)")
+        # Downloaded aside and renamed into place: a concurrent start never reads half a zip.
+        fetching = Path(tempfile.mkdtemp(dir=download, prefix="fetch-"))
         command = [
             "mvn",
             "-q",
             "-B",
             "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy",
             f"-Dartifact={ARTIFACT}",
-            f"-DoutputDirectory={download}",
+            f"-DoutputDirectory={fetching}",
             "-Dmdep.stripVersion=false",
         ]
         result = subprocess.run(command, check=False, capture_output=True, text=True)
         if result.returncode != 0:
+            shutil.rmtree(fetching, ignore_errors=True)
             raise StartupError(
                 f"could not fetch {ARTIFACT} with Maven:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
             )
+        os.replace(fetching / archive.name, archive)
+        shutil.rmtree(fetching, ignore_errors=True)
     progress("unpacking Elasticsearch")
     staging = Path(tempfile.mkdtemp(dir=cache_dir(), prefix="unpack-"))
     with zipfile.ZipFile(archive) as bundle:
