@@ -67,12 +67,21 @@ def main() -> None:
     type=click.IntRange(1, 10_000),
     help="Messages per consumer invocation.",
 )
+@click.option("--prometheus-port", default=9090, show_default=True, help="Port of Prometheus (started here).")
+@click.option("--pushgateway-port", default=9091, show_default=True, help="Port of the Pushgateway (started here).")
+@click.option(
+    "--prometheus/--no-prometheus",
+    default=True,
+    show_default=True,
+    help="Start Prometheus (with the project's rules and alerts) and a Pushgateway, scraping the pipeline.",
+)
 def up(**options: object) -> None:
     """Start the whole pipeline locally and show events flowing; Ctrl-C stops everything.
 
     Starts moto server (DynamoDB, SNS, SQS), a real Elasticsearch or OpenSearch
-    node (fetched from Maven Central on first run), serves the API and feeds the
-    handlers Lambda-shaped events from the table's stream and the queue.
+    node (fetched from Maven Central on first run), Prometheus and a Pushgateway
+    (Debian packages), serves the API and feeds the handlers Lambda-shaped events
+    from the table's stream and the queue.
     """
     lock = _single_instance()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -136,6 +145,9 @@ def _endpoints(pipeline: LocalPipeline, ready_after_s: float) -> Table:
     table.add_row("moto (AWS)", pipeline.moto_url)
     table.add_row(pipeline.engine_title, pipeline.search_url)
     table.add_row("metrics", pipeline.metrics_url)
+    if pipeline.options.prometheus:
+        table.add_row("Prometheus", f"{pipeline.prometheus_url}/classic/graph  (alerts: /classic/alerts)")
+        table.add_row("Pushgateway", pipeline.pushgateway_url)
     table.add_row("try", f'curl -X POST {pipeline.api_url}/currency --data \'{{"symbol":"USD","rate":"100"}}\'')
     return table
 

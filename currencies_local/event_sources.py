@@ -17,6 +17,7 @@ from typing import Any
 
 from chalice.local import LambdaContext
 
+from chalicelib.observability.queues import sample_depths
 from chalicelib.sqs_batch import delete_messages
 from currencies_local.lambda_events import dynamodb_event, failed_message_ids, sqs_event
 
@@ -176,3 +177,18 @@ class QueuePoller(_Poller):
 
     def _delete_messages(self, messages: list[dict[str, Any]]) -> None:
         delete_messages(self._sqs, self._queue_url, [message["ReceiptHandle"] for message in messages])
+
+
+class QueueDepthSampler(_Poller):
+    """What the metrics janitor does on its schedule in AWS: sample the queues' depths into the gauges."""
+
+    def __init__(self, sqs: Any, queue_urls: dict[str, str], every_s: float = 2.0) -> None:
+        super().__init__("queue-depths")
+        self._sqs = sqs
+        self._queue_urls = queue_urls
+        self._every_s = every_s
+
+    def run(self) -> None:
+        while not self._stop_requested.is_set():
+            sample_depths(self._sqs, self._queue_urls)
+            self._stop_requested.wait(self._every_s)

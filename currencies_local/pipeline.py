@@ -26,10 +26,11 @@ from chalicelib import clients
 from chalicelib.config import Engine
 from chalicelib.observability.metrics import REGISTRY
 from currencies_local.elasticsearch import start_elasticsearch
-from currencies_local.event_sources import LAMBDA_TIMEOUT_MS, QueuePoller, StreamPoller
+from currencies_local.event_sources import LAMBDA_TIMEOUT_MS, QueueDepthSampler, QueuePoller, StreamPoller
 from currencies_local.moto import REGION, aws_environment, start_moto
 from currencies_local.opensearch import start_opensearch
 from currencies_local.processes import ManagedProcess, StartupError, port_is_free
+from currencies_local.prometheus import ScrapeTargets, start_prometheus, start_pushgateway
 from currencies_local.provision import Resources, provision
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -49,6 +50,12 @@ class Options:
     moto_url: str | None = None
     """Use this running moto server instead of starting one."""
     batch_size: int = 10
+    prometheus: bool = True
+    """Also start Prometheus (the project's config and rules) and a Pushgateway."""
+    prometheus_port: int = 9090
+    pushgateway_port: int = 9091
+    scrape_interval: str | None = None
+    """Override prometheus.yml's scrape and rule interval (the tests use 1s)."""
 
 
 @dataclass
@@ -61,6 +68,7 @@ class LocalPipeline:
     """The handlers' settings (chalicelib.config) once started."""
     stream_poller: StreamPoller | None = None
     queue_poller: QueuePoller | None = None
+    _queue_depths: QueueDepthSampler | None = None
     _sqs: Any = None
     _processes: list[ManagedProcess] = field(default_factory=list)
     _stoppers: list[Callable[[], None]] = field(default_factory=list)
@@ -85,6 +93,14 @@ class LocalPipeline:
     def metrics_url(self) -> str:
         return f"http://{self.options.host}:{self.options.metrics_port}/metrics"
 
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.options.host}:{self.options.prometheus_port}"
+
+    @property
+    def pushgateway_url(self) -> str:
+        return f"http://{self.options.host}:{self.options.pushgateway_port}"
+
     def start(self) -> None:
         """Start everything, in dependency order; on any failure, stop what was started."""
         try:
@@ -103,6 +119,9 @@ class LocalPipeline:
             wanted["moto"] = ("--moto-port", self.options.moto_port)
         if self.options.search_url is None:
             wanted[self.engine_title] = ("--search-port", self.options.search_port)
+        if self.options.prometheus:
+            wanted["Prometheus"] = ("--prometheus-port", self.options.prometheus_port)
+            wanted["Pushgateway"] = ("--pushgateway-port", self.options.pushgateway_port)
         for name, (flag, port) in wanted.items():
             if not port_is_free(self.options.host, port):
                 raise StartupError(
@@ -142,6 +161,8 @@ class LocalPipeline:
 
         metrics_server, _ = start_http_server(options.metrics_port, addr=options.host, registry=REGISTRY)
         self._stoppers.append(lambda: _close(metrics_server))
+        if options.prometheus:
+            self._start_prometheus()
 
         self.stream_poller = StreamPoller(
             boto3.client("dynamodbstreams"), self.resources.stream_arn, app_module.relay_changes, region=REGION
@@ -155,23 +176,36 @@ class LocalPipeline:
             region=REGION,
             batch_size=options.batch_size,
         )
-        for poller in (self.stream_poller, self.queue_poller):
+        self._queue_depths = QueueDepthSampler(
+            self._sqs, {"consumer": self.resources.queue_url, "dead_letter": self.resources.dlq_url}
+        )
+        for poller in (self.stream_poller, self.queue_poller, self._queue_depths):
             poller.start()
             self._stoppers.append(poller.stop)
 
+    def _start_prometheus(self) -> None:
+        options = self.options
+        self.progress(f"starting the Pushgateway on {self.pushgateway_url} and Prometheus on {self.prometheus_url}")
+        work_dir = self.work_dir / "prometheus"
+        self._processes.append(start_pushgateway(options.host, options.pushgateway_port, work_dir))
+        targets = ScrapeTargets(
+            metrics=f"{options.host}:{options.metrics_port}",
+            pushgateway=f"{options.host}:{options.pushgateway_port}",
+            prometheus=f"{options.host}:{options.prometheus_port}",
+        )
+        self._processes.append(
+            start_prometheus(options.host, options.prometheus_port, work_dir, targets, interval=options.scrape_interval)
+        )
+
     def dead_letter_depth(self) -> int:
-        if self._sqs is None or self.resources is None:
-            return 0
-        attributes = self._sqs.get_queue_attributes(
-            QueueUrl=self.resources.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
-        )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"])
+        """The dead-letter queue's depth as last sampled (what /metrics shows)."""
+        return int(REGISTRY.get_sample_value("currencies_queue_messages", {"queue": "dead_letter"}) or 0)
 
     def stop(self) -> None:
         """Stop in reverse order: pollers and servers first, then the engine and moto."""
         for stopper in reversed(self._stoppers):
             stopper()
-        for poller in (self.stream_poller, self.queue_poller):
+        for poller in (self.stream_poller, self.queue_poller, self._queue_depths):
             if poller is not None and poller.is_alive():
                 # An invocation in flight finishes first (bounded by the Lambda timeout).
                 poller.join(timeout=LAMBDA_TIMEOUT_MS / 1000 + 5)

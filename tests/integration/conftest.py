@@ -9,7 +9,6 @@ engine. The pipeline under test is `LocalPipeline`, the same object `currencies 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from currencies_local.elasticsearch import start_elasticsearch
 from currencies_local.opensearch import free_http_port, start_opensearch
 from currencies_local.pipeline import LocalPipeline, Options
 from currencies_local.processes import ManagedProcess, free_port
-from currencies_local.prometheus import ScrapeTargets, start_prometheus, start_pushgateway
 from tests.integration.engines import EngineUnderTest
 from tests.integration.observability import PrometheusAPI
 
@@ -72,6 +70,9 @@ def pipeline(engine: EngineUnderTest) -> Iterator[LocalPipeline]:
         engine=engine.name,  # type: ignore[arg-type]
         search_url=engine.url,
         batch_size=10,
+        prometheus_port=free_port(),
+        pushgateway_port=free_port(),
+        scrape_interval="1s",  # so a test sees its traffic in Prometheus within seconds
     )
     running = LocalPipeline(options)
     running.start()
@@ -94,19 +95,6 @@ class Observability:
 
 
 @pytest.fixture(scope="session")
-def observability(pipeline: LocalPipeline) -> Iterator[Observability]:
-    work_dir = Path(tempfile.mkdtemp(prefix="currencies-prometheus-"))
-    host = "127.0.0.1"
-    gateway_port, prometheus_port = free_port(), free_port()
-    gateway = start_pushgateway(host, gateway_port, work_dir)
-    targets = ScrapeTargets(
-        metrics=f"{host}:{pipeline.options.metrics_port}",
-        pushgateway=f"{host}:{gateway_port}",
-        prometheus=f"{host}:{prometheus_port}",
-    )
-    # Scraped and evaluated every second, so a test sees its traffic within seconds.
-    prometheus = start_prometheus(host, prometheus_port, work_dir / "prometheus", targets, interval="1s")
-    yield Observability(f"http://{host}:{gateway_port}", PrometheusAPI(f"http://{host}:{prometheus_port}"))
-    prometheus.stop()
-    gateway.stop()
-    shutil.rmtree(work_dir, ignore_errors=True)
+def observability(pipeline: LocalPipeline) -> Observability:
+    """The Prometheus and Pushgateway the pipeline started, as `currencies up` does."""
+    return Observability(pipeline.pushgateway_url, PrometheusAPI(pipeline.prometheus_url))

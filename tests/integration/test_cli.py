@@ -14,6 +14,7 @@ import requests
 
 from currencies_local.processes import free_port, http_status, port_is_free
 from tests.integration.engines import EngineUnderTest
+from tests.integration.observability import PrometheusAPI
 from tests.integration.support import eventually
 
 CLI = [sys.executable, "-m", "currencies_local"]
@@ -21,7 +22,7 @@ CLI = [sys.executable, "-m", "currencies_local"]
 
 @pytest.fixture(scope="module")
 def ports() -> dict[str, int]:
-    return {name: free_port() for name in ("api", "moto", "metrics")}
+    return {name: free_port() for name in ("api", "moto", "metrics", "prometheus", "pushgateway")}
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +32,8 @@ def command(ports: dict[str, int], engine: EngineUnderTest) -> list[str]:
         "--api-port", str(ports["api"]),
         "--moto-port", str(ports["moto"]),
         "--metrics-port", str(ports["metrics"]),
+        "--prometheus-port", str(ports["prometheus"]),
+        "--pushgateway-port", str(ports["pushgateway"]),
         "--engine", engine.name,
         "--search-url", engine.url,
     ]  # fmt: skip
@@ -77,6 +80,17 @@ def test_up_serves_the_api_and_metrics(running: tuple, ports: dict[str, int], en
     log = Path(output).read_text()
     assert f"http://127.0.0.1:{ports['api']}/currency" in log
     assert engine.url in log
+    assert f"http://127.0.0.1:{ports['prometheus']}" in log
+
+
+def test_up_starts_prometheus_scraping_the_pipeline(running: tuple, ports: dict[str, int]) -> None:
+    prometheus = PrometheusAPI(f"http://127.0.0.1:{ports['prometheus']}")
+    targets = eventually(
+        prometheus.targets_up, lambda up: up == {"currencies": True, "pushgateway": True, "prometheus": True}, 40
+    )
+    assert targets == {"currencies": True, "pushgateway": True, "prometheus": True}
+    rules = requests.get(f"http://127.0.0.1:{ports['prometheus']}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    assert any(rule["type"] == "alerting" for group in rules for rule in group["rules"])
 
 
 def test_a_second_up_says_one_is_running(running: tuple, command: list[str], env: dict[str, str]) -> None:
