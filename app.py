@@ -13,7 +13,7 @@ from chalice.app import CloudWatchEvent, DynamoDBEvent, SNSEvent, SQSEvent
 
 from chalicelib import api, clients
 from chalicelib.consumer import BatchReport, InboundMessage, consume, deadline_of
-from chalicelib.observability import janitor, logs, push
+from chalicelib.observability import janitor, logs, metrics, push
 from chalicelib.observability.queues import sample_depths
 from chalicelib.sqs_batch import inbound_messages, settle
 from chalicelib.stream import relay
@@ -63,6 +63,9 @@ def get_currency_history(symbol: str) -> Response:
 @app.route("/currency/{symbol}", methods=["DELETE"])
 def delete_currency(symbol: str) -> Response:
     return api.delete(clients.store(), symbol)
+
+
+metrics.start_routes_at_zero(app.routes)
 
 
 @app.on_dynamodb_record(stream_arn=settings.require("stream_arn"), batch_size=100)

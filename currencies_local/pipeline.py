@@ -30,7 +30,7 @@ from currencies_local.event_sources import LAMBDA_TIMEOUT_MS, QueueDepthSampler,
 from currencies_local.moto import REGION, aws_environment, start_moto
 from currencies_local.opensearch import start_opensearch
 from currencies_local.processes import ManagedProcess, StartupError, port_is_free
-from currencies_local.prometheus import ScrapeTargets, start_prometheus, start_pushgateway
+from currencies_local.prometheus import ScrapeTargets, start_prometheus, start_pushgateway, wait_for_first_scrape
 from currencies_local.provision import Resources, provision
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -135,6 +135,9 @@ class LocalPipeline:
         if options.moto_url is None:
             self.progress(f"starting moto server on {self.moto_url}")
             self._processes.append(start_moto(options.host, options.moto_port, self.work_dir))
+        if options.prometheus:
+            # Started early: Prometheus takes about 5 s to begin scraping, overlapping the engine's start.
+            self._start_prometheus()
         if options.search_url is None:
             start = start_opensearch if options.engine == "opensearch" else start_elasticsearch
             work_dir = self.work_dir / options.engine
@@ -161,8 +164,6 @@ class LocalPipeline:
 
         metrics_server, _ = start_http_server(options.metrics_port, addr=options.host, registry=REGISTRY)
         self._stoppers.append(lambda: _close(metrics_server))
-        if options.prometheus:
-            self._start_prometheus()
 
         self.stream_poller = StreamPoller(
             boto3.client("dynamodbstreams"), self.resources.stream_arn, app_module.relay_changes, region=REGION
@@ -182,6 +183,10 @@ class LocalPipeline:
         for poller in (self.stream_poller, self.queue_poller, self._queue_depths):
             poller.start()
             self._stoppers.append(poller.stop)
+        if options.prometheus:
+            # Ready means scraped: a counter's first sample must be taken before the first request,
+            # or rate() cannot see that request.
+            wait_for_first_scrape(self.prometheus_url, job="currencies", timeout_s=15)
 
     def _start_prometheus(self) -> None:
         options = self.options

@@ -7,7 +7,10 @@ for tests, shorter intervals. Both binaries come from `make system-deps`.
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,3 +83,18 @@ def start_pushgateway(host: str, port: int, work_dir: Path) -> ManagedProcess:
     )
     process.wait_until(lambda: http_status(f"http://{host}:{port}/-/ready") == 200, timeout_s=30)
     return process
+
+
+def wait_for_first_scrape(prometheus_url: str, *, job: str, timeout_s: float) -> None:
+    """Return once Prometheus has scraped `job` successfully (raises StartupError after the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{prometheus_url}/api/v1/targets?state=active", timeout=2) as response:
+                targets = json.load(response)["data"]["activeTargets"]
+        except OSError:
+            targets = []
+        if any(t["labels"].get("job") == job and t["health"] == "up" for t in targets):
+            return
+        time.sleep(0.2)
+    raise StartupError(f"Prometheus did not scrape the {job!r} job within {timeout_s:.0f} s; see its log")

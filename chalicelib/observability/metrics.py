@@ -104,3 +104,27 @@ CURRENCY_RATE = Gauge(
     ["symbol"],
     registry=REGISTRY,
 )
+
+
+# Known label values start at zero: a panel shows 0 rather than "No data", and rate() sees the first
+# event (Prometheus cannot tell how much a series that first appears at 1 grew).
+for _outcome in ("indexed", "duplicate", "stale", "failed", "dead_lettered"):
+    CONSUMER_MESSAGES.labels(_outcome)
+for _outcome in ("published", "failed"):
+    SNS_PUBLISHES.labels(_outcome)
+for _outcome in ("pushed", "failed"):
+    METRICS_PUSHES.labels(_outcome)
+for _stage in STAGES:
+    STAGE_LAG.labels(_stage)
+for _event_type in ("INSERT", "MODIFY", "REMOVE"):
+    for _outcome in ("published", "dead_lettered", "failed", "unordered"):
+        STREAM_RECORDS.labels(_event_type, _outcome)
+
+
+def start_routes_at_zero(routes: dict[str, dict[str, object]]) -> None:
+    """Every route's series from the start: a series born at 1 hides its first request from rate()."""
+    for route, methods in routes.items():
+        for method in methods:
+            API_LATENCY.labels(route, method)
+            for status_class in ("2xx", "4xx", "5xx"):
+                API_REQUESTS.labels(route, method, status_class)

@@ -77,6 +77,7 @@ class BulkWriter:
         self._sleep = sleep
         self._clock = clock
         self._jitter = jitter
+        metrics.BULK_RETRIES.labels(engine.name)  # zero until the first retry, not absent
 
     def write(self, actions: Sequence[Action], deadline: float | None = None) -> list[ItemResult]:
         """One result per action, in order. Never raises for the engine's sake: see module doc."""
