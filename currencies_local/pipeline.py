@@ -158,9 +158,6 @@ class LocalPipeline:
         # thread-safe), and have the index templates before the first event arrives.
         clients.store(), clients.sns(), clients.sqs(), clients.history()
         clients.sink().ensure_indices()
-        api = create_local_server(app_module.app, config, options.host, options.api_port).server
-        threading.Thread(target=api.serve_forever, name="api", daemon=True).start()
-        self._stoppers.append(lambda: _close(api))
 
         metrics_server, _ = start_http_server(options.metrics_port, addr=options.host, registry=REGISTRY)
         self._stoppers.append(lambda: _close(metrics_server))
@@ -187,6 +184,10 @@ class LocalPipeline:
             # Ready means scraped: a counter's first sample must be taken before the first request,
             # or rate() cannot see that request.
             wait_for_first_scrape(self.prometheus_url, job="currencies", timeout_s=15)
+        # The API last: once it answers, everything behind it runs.
+        api = create_local_server(app_module.app, config, options.host, options.api_port).server
+        threading.Thread(target=api.serve_forever, name="api", daemon=True).start()
+        self._stoppers.append(lambda: _close(api))
 
     def _start_prometheus(self) -> None:
         options = self.options

@@ -1,4 +1,4 @@
-"""`chalice package` builds the deployable artifact: three functions, and nothing dev-only in the zip."""
+"""`chalice package` builds the deployable artifact: four functions, and nothing dev-only in the zip."""
 
 from __future__ import annotations
 
@@ -23,9 +23,13 @@ def test_chalice_package_builds_a_lean_lambda_zip(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     resources = json.loads((out / "sam.json").read_text())["Resources"]
     functions = {name for name, body in resources.items() if body["Type"] == "AWS::Serverless::Function"}
-    assert functions == {"APIHandler", "RelayChanges", "IndexChanges"}
+    assert functions == {"APIHandler", "RelayChanges", "IndexChanges", "TidyMetrics"}
     events = resources["IndexChanges"]["Properties"]["Events"]
     assert [event["Type"] for event in events.values()] == ["SQS"]
+    # The metrics janitor runs on a schedule, since the dev stage names a Pushgateway.
+    [schedule] = resources["TidyMetrics"]["Properties"]["Events"].values()
+    assert schedule["Type"] == "Schedule"
+    assert schedule["Properties"]["Schedule"] == "rate(5 minutes)"
     names = zipfile.ZipFile(out / "deployment.zip").namelist()
     assert "app.py" in names
     assert "chalicelib/consumer.py" in names
