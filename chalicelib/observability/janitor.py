@@ -137,10 +137,16 @@ def plan(groups: Iterable[Group], *, now: float, idle_after_s: float) -> list[Pl
 def retire_idle_groups(gateway: Pushgateway, *, now: float, idle_after_s: float, timeout_s: float) -> int:
     """One janitor run: fold and delete idle groups; returns how many groups were retired."""
     retired = 0
+    failed: list[Exception] = []
     for step in plan(gateway.groups(timeout_s), now=now, idle_after_s=idle_after_s):
         key = {"function": step.function, "instance": RETIRED}
         if step.changed:
-            gateway.replace(key, _registry(step.totals.collector()), timeout_s)  # raises: nothing deleted yet
+            try:
+                gateway.replace(key, _registry(step.totals.collector()), timeout_s)
+            except Exception as error:  # nothing of this function deleted; the others still go ahead
+                log.error("could not write the retired totals", extra={"function": step.function, "error": repr(error)})
+                failed.append(error)
+                continue
         deleted = set()
         for group in step.delete:
             try:
@@ -158,6 +164,8 @@ def retire_idle_groups(gateway: Pushgateway, *, now: float, idle_after_s: float,
                 gateway.replace(key, _registry(step.totals.collector()), timeout_s)
             except Exception as error:  # the next run drops the pending entries of groups that are gone
                 log.warning("could not clear pending deletes", extra={"error": repr(error)})
+    if failed:
+        raise failed[0]
     return retired
 
 

@@ -6,9 +6,10 @@ The traps, and how each is avoided (docs/design.md, "Metrics out of Lambda"):
   restates the same totals instead of adding them.
 - Loss when a container goes away: its group stays; the janitor later folds it into
   the function's `retired` group before deleting it, so totals never shrink.
-- The janitor racing a container that comes back: a container idle for longer than
-  `rotate_after_s` (well under the janitor's idle bound) takes a new identity and
-  pushes only what it counted since, so a retired group is never pushed to again.
+- The janitor racing a container that comes back: once the gateway may not have heard
+  from an identity for `rotate_after_s` (a third of the janitor's idle bound), the
+  container takes a new identity for what the gateway has not confirmed, so a group
+  the janitor may retire is never pushed to again.
 - A slow or dead gateway: every push has a timeout within the Lambda's remaining
   time; a failure is logged and counted, never raised into the handler.
 """
@@ -98,29 +99,41 @@ class MetricsPusher:
         self.instance = new_instance()
         self._baseline: dict[SampleKey, float] = {}
         self._pushed: dict[SampleKey, float] = {}
+        """Cumulative values as of the last push the gateway confirmed (under any identity)."""
         self._last_pushed_at: float | None = None
-        self._unpushed = False
+        self._first_attempt_at: float | None = None
 
     @property
     def key(self) -> dict[str, str]:
         return {"function": self.function, "instance": self.instance}
 
-    def start_invocation(self, budget_s: float | None) -> None:
-        """After a long idle, move to a new identity: the janitor may retire the old group from now on."""
-        if self._last_pushed_at is None or self._clock() - self._last_pushed_at <= self._rotate_after_s:
-            return
-        if self._unpushed and not self.push(budget_s):
-            # The old group may lack the last counts: keep the identity rather than lose them.
+    def start_invocation(self) -> None:
+        """Rotate before the invocation counts anything, if the identity went stale while idle."""
+        self._rotate_if_stale()
+
+    def _rotate_if_stale(self) -> None:
+        """Take a new identity once the gateway may not have heard from this one for `rotate_after_s`.
+
+        An identity is never pushed to again after that, so the janitor (which waits three
+        times as long) can never retire a group that is still in use. The new identity
+        carries everything not confirmed in the gateway: counts since the last successful push.
+        """
+        anchor = self._last_pushed_at if self._last_pushed_at is not None else self._first_attempt_at
+        if anchor is None or self._clock() - anchor <= self._rotate_after_s:
             return
         log.info("metrics identity rotated after idling", extra={"old_instance": self.instance})
         self._baseline = self._pushed
         self.instance = self._new_instance()
         self._last_pushed_at = None
+        self._first_attempt_at = None
 
     def push(self, budget_s: float | None) -> bool:
         """Replace this container's group; False (logged and counted) when the gateway did not take it."""
+        self._rotate_if_stale()  # also here: an invocation can outlast the bound
         timeout_s = self._timeout_s if budget_s is None else min(self._timeout_s, budget_s - RESERVE_S)
         values = cumulative_values(self._registry)
+        if self._first_attempt_at is None:
+            self._first_attempt_at = self._clock()
         if timeout_s <= 0:
             return self._failed("no time left in the invocation to push metrics")
         view = CollectorRegistry(auto_describe=False)
@@ -132,12 +145,10 @@ class MetricsPusher:
         metrics.METRICS_PUSHES.labels("pushed").inc()
         self._pushed = values
         self._last_pushed_at = self._clock()
-        self._unpushed = False
         return True
 
     def _failed(self, reason: str) -> bool:
         metrics.METRICS_PUSHES.labels("failed").inc()
-        self._unpushed = True
         log.warning("metrics push failed; the next push carries these counts", extra={"reason": reason})
         return False
 
@@ -152,7 +163,7 @@ def around_invocation(pusher: MetricsPusher | None, context: Any, handle: Callab
     """Run a handler, then push its container's metrics, whatever the handler did."""
     if pusher is None:
         return handle()
-    pusher.start_invocation(remaining_s(context))
+    pusher.start_invocation()
     try:
         return handle()
     finally:
