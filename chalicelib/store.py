@@ -7,6 +7,7 @@ stamp (ms) set when the item was created, so every change of one symbol can be t
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,9 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.currency import CurrencyRate
+from chalicelib.observability import metrics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,4 +103,15 @@ class RateStore:
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return sorted((StoredRate.from_item(item) for item in items), key=lambda r: r.symbol)
+        return sorted(filter(None, map(_readable, items)), key=lambda r: r.symbol)
+
+
+def _readable(item: dict[str, Any]) -> StoredRate | None:
+    """The item as a rate, or None (logged and counted) when another writer left it unreadable:
+    one bad item must not break the listing for everyone."""
+    try:
+        return StoredRate.from_item(item)
+    except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+        log.warning("skipped an unreadable table item", extra={"symbol": item.get("symbol"), "error": repr(error)})
+        metrics.STORE_UNREADABLE_ITEMS.inc()
+        return None

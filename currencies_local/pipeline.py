@@ -131,6 +131,10 @@ class LocalPipeline:
     def _start(self) -> None:
         options = self.options
         self.work_dir.chmod(0o711)  # the Elasticsearch user must reach its data dir below this one
+        # Ports are bound as early as possible: a port checked free can be taken by anyone's
+        # outgoing connection while the engine starts.
+        metrics_server, _ = start_http_server(options.metrics_port, addr=options.host, registry=REGISTRY)
+        self._stoppers.append(lambda: _close(metrics_server))
         os.environ.update(aws_environment(self.moto_url))
         if options.moto_url is None:
             self.progress(f"starting moto server on {self.moto_url}")
@@ -158,9 +162,8 @@ class LocalPipeline:
         # thread-safe), and have the index templates before the first event arrives.
         clients.store(), clients.sns(), clients.sqs(), clients.history()
         clients.sink().ensure_indices()
-
-        metrics_server, _ = start_http_server(options.metrics_port, addr=options.host, registry=REGISTRY)
-        self._stoppers.append(lambda: _close(metrics_server))
+        api = create_local_server(app_module.app, config, options.host, options.api_port).server
+        self._stoppers.append(api.server_close)  # closes the bound socket even if it never served
 
         self.stream_poller = StreamPoller(
             boto3.client("dynamodbstreams"), self.resources.stream_arn, app_module.relay_changes, region=REGION
@@ -184,10 +187,9 @@ class LocalPipeline:
             # Ready means scraped: a counter's first sample must be taken before the first request,
             # or rate() cannot see that request.
             wait_for_first_scrape(self.prometheus_url, job="currencies", timeout_s=15)
-        # The API last: once it answers, everything behind it runs.
-        api = create_local_server(app_module.app, config, options.host, options.api_port).server
+        # The API answers last (its socket is bound already): once it does, everything behind it runs.
         threading.Thread(target=api.serve_forever, name="api", daemon=True).start()
-        self._stoppers.append(lambda: _close(api))
+        self._stoppers.append(api.shutdown)  # stops first: no request reaches a pipeline being stopped
 
     def _start_prometheus(self) -> None:
         options = self.options

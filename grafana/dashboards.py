@@ -515,13 +515,15 @@ def overview() -> dashboard.Dashboard:
         graph(
             "API errors (4xx and 5xx)",
             "Is the API failing? Requests per second answered with 4xx (the caller's mistake: bad "
-            "input, unknown symbol) or 5xx (ours), by route.",
+            "input, unknown symbol) or 5xx (ours), by route; and table items another writer left "
+            "unreadable, skipped when listing (fix or delete them).",
             "reqps",
             promql(
                 "A",
                 rate_sum("currencies_api_requests_total", "route, status_class", 'status_class=~"4xx|5xx"'),
                 "{{route}} {{status_class}}",
             ),
+            promql("B", rate_sum("currencies_store_unreadable_items_total"), "unreadable items skipped"),
         ),
         8,
         8,

@@ -28,6 +28,11 @@ API_LATENCY = Histogram(
     ["route", "method"],
     registry=REGISTRY,
 )
+STORE_UNREADABLE_ITEMS = Counter(
+    "currencies_store_unreadable_items",
+    "Table items the API could not read (another writer left no valid rate), skipped when listing.",
+    registry=REGISTRY,
+)
 STREAM_RECORDS = Counter(
     "currencies_stream_records",
     "DynamoDB stream records seen by the stream handler, by event type and outcome.",
