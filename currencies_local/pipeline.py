@@ -161,7 +161,12 @@ class LocalPipeline:
         # Build the handlers' clients now, in one thread (boto3's default session is not
         # thread-safe), and have the index templates before the first event arrives.
         clients.store(), clients.sns(), clients.sqs(), clients.history()
-        clients.sink().ensure_indices()
+        try:
+            clients.sink().ensure_indices()
+        except Exception as error:
+            raise StartupError(
+                f"{self.engine_title} at {self.search_url} refused the index set-up or did not answer: {error}"
+            ) from error
         api = create_local_server(app_module.app, config, options.host, options.api_port).server
         self._stoppers.append(api.server_close)  # closes the bound socket even if it never served
 

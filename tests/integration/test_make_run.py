@@ -44,9 +44,15 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
     ]  # fmt: skip
     lock = tmp_path_factory.mktemp("lock") / "up.lock"
     log = tmp_path_factory.mktemp("make-run") / "up.log"
+    # A user's shell: none of the settings other tests' pipelines left in this process's environment.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CURRENCIES_", "AWS_", "ELASTICSEARCH_", "OPENSEARCH_"))
+    }
     with log.open("w") as output:
         process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "CURRENCIES_LOCK_FILE": str(lock)}
+            command, stdout=output, stderr=subprocess.STDOUT, env={**env, "CURRENCIES_LOCK_FILE": str(lock)}
         )
     api = f"http://127.0.0.1:{ports['api']}/currency"
     eventually(lambda: http_status(api), lambda status: status == 200 or process.poll() is not None, 180)
