@@ -24,7 +24,7 @@ class ItemResult:
 class Sink(Protocol):
     engine: str
 
-    def ensure_indices(self) -> None:
+    def ensure_indices(self, deadline: float | None = None) -> None:
         """Create or update the index templates and create the indices; safe to run concurrently."""
 
     def write(self, actions: Sequence[Action], deadline: float | None = None) -> list[ItemResult]:
@@ -39,9 +39,14 @@ class SearchEngine(Protocol):
     def send_bulk(self, body: bytes, timeout_s: float) -> list[dict[str, Any]]:
         """POST `_bulk`; the response's `items`. Raises EngineUnavailable when retrying may help."""
 
-    def put_index_template(self, name: str, body: dict[str, Any]) -> None: ...
+    def index_template_meta(self, name: str, timeout_s: float) -> dict[str, Any] | None:
+        """The `_meta` of an index template (empty if it has none), or None when there is no such template."""
 
-    def create_index(self, name: str) -> None:
+    def put_index_template(self, name: str, body: dict[str, Any], timeout_s: float) -> None: ...
+
+    def index_exists(self, name: str, timeout_s: float) -> bool: ...
+
+    def create_index(self, name: str, timeout_s: float) -> None:
         """Create the index; an index that already exists is success."""
 
     def search(self, index: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from elasticsearch import ApiError, BadRequestError, Elasticsearch, TransportError
+from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError, TransportError
 
 from chalicelib.config import SearchSettings
 from chalicelib.sinks.base import EngineUnavailable
@@ -34,12 +34,22 @@ class ElasticsearchEngine:
         response = self._call(lambda client: client.bulk(operations=body), timeout_s)
         return response["items"]
 
-    def put_index_template(self, name: str, body: dict[str, Any]) -> None:
-        self._call(lambda client: client.indices.put_index_template(name=name, **body), 30)
-
-    def create_index(self, name: str) -> None:
+    def index_template_meta(self, name: str, timeout_s: float) -> dict[str, Any] | None:
         try:
-            self._call(lambda client: client.indices.create(index=name), 30)
+            found = self._call(lambda client: client.indices.get_index_template(name=name), timeout_s)
+        except NotFoundError:
+            return None
+        return found["index_templates"][0]["index_template"].get("_meta") or {}
+
+    def put_index_template(self, name: str, body: dict[str, Any], timeout_s: float) -> None:
+        self._call(lambda client: client.indices.put_index_template(name=name, **body), timeout_s)
+
+    def index_exists(self, name: str, timeout_s: float) -> bool:
+        return bool(self._call(lambda client: client.indices.exists(index=name), timeout_s))
+
+    def create_index(self, name: str, timeout_s: float) -> None:
+        try:
+            self._call(lambda client: client.indices.create(index=name), timeout_s)
         except BadRequestError as error:
             if error.error != "resource_already_exists_exception":
                 raise

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opensearchpy import OpenSearch, RequestError, TransportError, Urllib3AWSV4SignerAuth
+from opensearchpy import NotFoundError, OpenSearch, RequestError, TransportError, Urllib3AWSV4SignerAuth
 
 from chalicelib.config import SearchSettings
 from chalicelib.sinks.base import EngineUnavailable
@@ -36,12 +36,22 @@ class OpenSearchEngine:
     def send_bulk(self, body: bytes, timeout_s: float) -> list[dict[str, Any]]:
         return self._call(lambda: self._client.bulk(body=body, request_timeout=timeout_s))["items"]
 
-    def put_index_template(self, name: str, body: dict[str, Any]) -> None:
-        self._call(lambda: self._client.indices.put_index_template(name=name, body=body))
-
-    def create_index(self, name: str) -> None:
+    def index_template_meta(self, name: str, timeout_s: float) -> dict[str, Any] | None:
         try:
-            self._call(lambda: self._client.indices.create(index=name))
+            found = self._call(lambda: self._client.indices.get_index_template(name=name, request_timeout=timeout_s))
+        except NotFoundError:
+            return None
+        return found["index_templates"][0]["index_template"].get("_meta") or {}
+
+    def put_index_template(self, name: str, body: dict[str, Any], timeout_s: float) -> None:
+        self._call(lambda: self._client.indices.put_index_template(name=name, body=body, request_timeout=timeout_s))
+
+    def index_exists(self, name: str, timeout_s: float) -> bool:
+        return bool(self._call(lambda: self._client.indices.exists(index=name, request_timeout=timeout_s)))
+
+    def create_index(self, name: str, timeout_s: float) -> None:
+        try:
+            self._call(lambda: self._client.indices.create(index=name, request_timeout=timeout_s))
         except RequestError as error:
             if error.error != "resource_already_exists_exception":
                 raise

@@ -2,40 +2,69 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from chalicelib.config import SearchSettings
 from chalicelib.documents import Action
 from chalicelib.indices import templates
-from chalicelib.sinks.base import ItemResult, SearchEngine
+from chalicelib.sinks.base import EngineUnavailable, ItemResult, SearchEngine
 from chalicelib.sinks.bulk import BulkWriter
+
+SETUP_TIMEOUT_S = 10.0
+"""The longest one set-up call may take; less when the invocation has less time left."""
 
 
 class SearchSink:
     def __init__(
-        self, engine: SearchEngine, events_index: str, rates_index: str, writer: BulkWriter | None = None
+        self,
+        engine: SearchEngine,
+        events_index: str,
+        rates_index: str,
+        writer: BulkWriter | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.search_engine = engine
         self.engine = engine.name
         self._events_index = events_index
         self._rates_index = rates_index
         self._writer = writer or BulkWriter(engine)
+        self._clock = clock
         self._indices_ready = False
 
-    def ensure_indices(self) -> None:
-        # Template PUTs are idempotent and "already exists" is success, so concurrent
-        # cold starts of many Lambdas are safe.
+    def ensure_indices(self, deadline: float | None = None) -> None:
+        """Templates and indices, each call bounded by `deadline` (time.monotonic).
+
+        A template is PUT only when the engine's copy carries another digest: a PUT is a
+        cluster-state update, and a fleet of cold starts must not send one each. PUTs are
+        idempotent and "already exists" is success, so concurrent cold starts are safe.
+        """
+        engine = self.search_engine
         for name, body in templates(self._events_index, self._rates_index).items():
-            self.search_engine.put_index_template(name, body)
+            meta = {"managed_by": "currencies", "digest": digest(body)}
+            if engine.index_template_meta(name, self._timeout(deadline)) != meta:
+                engine.put_index_template(name, {**body, "_meta": meta}, self._timeout(deadline))
         for index in (self._events_index, self._rates_index):
-            self.search_engine.create_index(index)
+            if not engine.index_exists(index, self._timeout(deadline)):
+                engine.create_index(index, self._timeout(deadline))
         self._indices_ready = True
+
+    def _timeout(self, deadline: float | None) -> float:
+        if deadline is None:
+            return SETUP_TIMEOUT_S
+        left = deadline - self._clock()
+        if left <= 0.1:
+            raise EngineUnavailable("no time left in this invocation to set up the indices")
+        return min(SETUP_TIMEOUT_S, left)
 
     def write(self, actions: Sequence[Action], deadline: float | None = None) -> list[ItemResult]:
         """Bulk-write, first ensuring the indices once; failing that, every action is retryable."""
         if not self._indices_ready:
             try:
-                self.ensure_indices()
+                self.ensure_indices(deadline)
             except Exception as error:  # unreachable, or refused (e.g. 403): the messages will be retried
                 return [ItemResult(503, "indices_not_ready", repr(error))] * len(actions)
         return self._writer.write(actions, deadline)
@@ -50,3 +79,8 @@ def connect(search: SearchSettings) -> SearchEngine:
     from chalicelib.sinks.elasticsearch import ElasticsearchEngine  # noqa: PLC0415
 
     return ElasticsearchEngine.connect(search)
+
+
+def digest(body: dict[str, Any]) -> str:
+    """A stable fingerprint of a template body, to tell whether the engine already has this version."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]

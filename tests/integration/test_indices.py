@@ -81,3 +81,33 @@ def test_a_document_the_engine_refuses_fails_only_its_message_then_is_dead_lette
     assert "400" in reason
     assert "currency.rate" in reason
     assert engine.current_rates([bad.symbol, good.symbol]) == {good.symbol: Decimal("1.5")}
+
+
+class CountingEngine:
+    """The real engine adapter, counting the calls that change cluster state."""
+
+    def __init__(self, engine: object) -> None:
+        self._engine = engine
+        self.writes: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        call = getattr(self._engine, name)
+        if name in ("put_index_template", "create_index"):
+
+            def counted(*args: object, **kwargs: object) -> object:
+                self.writes.append(f"{name} {args[0]}")
+                return call(*args, **kwargs)
+
+            return counted
+        return call
+
+
+def test_a_later_cold_start_changes_nothing_on_the_engine(engine: EngineUnderTest) -> None:
+    run = uuid.uuid4().hex[:8]
+    first, second = CountingEngine(engine.sink.search_engine), CountingEngine(engine.sink.search_engine)
+    SearchSink(first, f"warm-{run}-events", f"warm-{run}-rates").ensure_indices(deadline=None)  # type: ignore[arg-type]
+    assert len(first.writes) == 4
+    SearchSink(second, f"warm-{run}-events", f"warm-{run}-rates").ensure_indices(deadline=None)  # type: ignore[arg-type]
+    assert second.writes == []
+    stored = engine.client.indices.get_index_template(name=f"warm-{run}-events-template")
+    assert stored["index_templates"][0]["index_template"]["_meta"]["managed_by"] == "currencies"

@@ -29,7 +29,7 @@ class FakeSink:
         self._respond = respond or (lambda actions: [ItemResult(201) for _ in actions])
         self.requests: list[list[Action]] = []
 
-    def ensure_indices(self) -> None:
+    def ensure_indices(self, deadline: float | None = None) -> None:
         pass
 
     def write(self, actions: Sequence[Action], deadline: float | None = None) -> list[ItemResult]:
