@@ -1,7 +1,9 @@
 """What Lambda's event source mappings do in AWS, done locally by two polling threads.
 
-- `StreamPoller` reads the table's stream in order and invokes the stream handler;
-  a batch is retried (with backoff) until it succeeds, as a stream mapping does.
+- `StreamPoller` reads the table's stream in order and invokes the stream handler,
+  treating failures as this project's stream mapping does on AWS
+  (`stream_mapping`: partial batch responses, bisection, bounded retries and
+  record age, an on-failure destination).
 - `QueuePoller` receives from the queue, invokes the consumer, and deletes only
   the messages that succeeded (with ReportBatchItemFailures, the default here, the
   ones not named in the handler's partial batch response); failed ones come back
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from chalice.local import LambdaContext
@@ -20,6 +23,7 @@ from chalice.local import LambdaContext
 from chalicelib.observability.queues import sample_depths
 from chalicelib.sqs_batch import delete_messages
 from currencies_local.lambda_events import dynamodb_event, failed_message_ids, sqs_event
+from currencies_local.stream_mapping import Discarded, MappingConfig, ShardCheckpoint, failure_description, first_failed
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,8 @@ class StreamPoller(_Poller):
         handler: Handler,
         *,
         region: str,
-        batch_size: int = 100,
+        on_failure: Callable[[dict[str, Any]], None],
+        config: MappingConfig | None = None,
         idle_sleep_s: float = 0.2,
     ) -> None:
         super().__init__("stream-poller")
@@ -67,9 +72,12 @@ class StreamPoller(_Poller):
         self._stream_arn = stream_arn
         self._handler = handler
         self._region = region
-        self._batch_size = batch_size
+        self._on_failure = on_failure
+        self._config = config or MappingConfig()
         self._idle_sleep_s = idle_sleep_s
+        self._shard_id = ""
         self.records = 0
+        """Records settled: handled, or given up on and described to the on-failure destination."""
 
     def _first_iterator(self) -> str | None:
         """An iterator at the start of the stream's shard (None if stopped before one was had)."""
@@ -77,8 +85,9 @@ class StreamPoller(_Poller):
             try:
                 shards = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]["Shards"]
                 # One shard in moto; several shards would each need their own ordered reader.
+                self._shard_id = shards[0]["ShardId"]
                 return self._streams.get_shard_iterator(
-                    StreamArn=self._stream_arn, ShardId=shards[0]["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                    StreamArn=self._stream_arn, ShardId=self._shard_id, ShardIteratorType="TRIM_HORIZON"
                 )["ShardIterator"]
             except Exception as error:
                 self._service_error(error)
@@ -86,29 +95,49 @@ class StreamPoller(_Poller):
 
     def run(self) -> None:
         iterator = self._first_iterator()
-        pending: list[dict[str, Any]] = []
+        checkpoint = ShardCheckpoint(self._config)
         backoff = 0.5
         while iterator is not None and not self._stop_requested.is_set():
-            if not pending:
+            if not checkpoint.pending:
                 try:
                     # Reusing NextShardIterator matters: moto keeps every iterator it hands out.
-                    response = self._streams.get_records(ShardIterator=iterator, Limit=self._batch_size)
+                    response = self._streams.get_records(ShardIterator=iterator, Limit=self._config.batch_size)
                 except Exception as error:
                     self._service_error(error)
                     continue
                 iterator = response.get("NextShardIterator")  # None once a shard is closed
-                pending = response["Records"]
-                if not pending:
+                checkpoint.add(response["Records"])
+                if not checkpoint.pending:
                     self._stop_requested.wait(self._idle_sleep_s)
                     continue
-            ok, _ = self._invoke(self._handler, dynamodb_event(pending, self._stream_arn, self._region))
+            records, expired = checkpoint.next_batch(datetime.now(UTC))
+            self._give_up(expired)
+            if not records:
+                continue
+            ok, response = self._invoke(self._handler, dynamodb_event(records, self._stream_arn, self._region))
+            failed_from = first_failed(response, records) if ok and self._config.report_batch_item_failures else None
+            settled = len(records) if failed_from is None else failed_from
             if ok:
-                self.records += len(pending)
-                pending = []
+                self.records += settled
+            given_up = checkpoint.settle(errored=not ok, failed_from=failed_from)
+            self._give_up(given_up)
+            if ok and failed_from is None:
                 backoff = 0.5
             else:
                 self._stop_requested.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
+
+    def _give_up(self, discarded: list[Discarded]) -> None:
+        for batch in discarded:
+            description = failure_description(
+                batch, stream_arn=self._stream_arn, shard_id=self._shard_id, function="relay_changes"
+            )
+            log.error("stream records given up on; described to the on-failure destination: %s", description)
+            try:
+                self._on_failure(description)
+            except Exception:  # the description is in the log above; the records stay in the stream
+                log.exception("%s: the on-failure destination refused the description", self.name)
+            self.records += len(batch.records)
 
 
 class QueuePoller(_Poller):

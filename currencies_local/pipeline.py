@@ -7,6 +7,7 @@ so the tests exercise exactly what a user runs.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shutil
 import sys
@@ -170,10 +171,17 @@ class LocalPipeline:
         api = create_local_server(app_module.app, config, options.host, options.api_port).server
         self._stoppers.append(api.server_close)  # closes the bound socket even if it never served
 
-        self.stream_poller = StreamPoller(
-            boto3.client("dynamodbstreams"), self.resources.stream_arn, app_module.relay_changes, region=REGION
-        )
         self._sqs = boto3.client("sqs")
+        failures_url = self.resources.stream_failures_url
+        self.stream_poller = StreamPoller(
+            boto3.client("dynamodbstreams"),
+            self.resources.stream_arn,
+            app_module.relay_changes,
+            region=REGION,
+            on_failure=lambda description: self._sqs.send_message(
+                QueueUrl=failures_url, MessageBody=json.dumps(description)
+            ),
+        )
         self.queue_poller = QueuePoller(
             self._sqs,
             self.resources.queue_url,

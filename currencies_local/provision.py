@@ -26,6 +26,8 @@ class Resources:
     queue_arn: str
     dlq_url: str
     dlq_arn: str
+    stream_failures_url: str
+    """The stream mapping's on-failure destination: descriptions of stream batches given up on."""
 
     def environment(self) -> dict[str, str]:
         """The handlers' settings (chalicelib.config) for these resources."""
@@ -58,7 +60,10 @@ def provision(
     queue_arn = _queue_arn(sqs, queue_url)
     sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": _allow_topic(queue_arn, topic_arn)})
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-    return Resources(table_name, stream_arn, topic_arn, queue_name, queue_url, queue_arn, dlq_url, dlq_arn)
+    stream_failures_url = sqs.create_queue(QueueName=f"{table_name}-stream-failures")["QueueUrl"]
+    return Resources(
+        table_name, stream_arn, topic_arn, queue_name, queue_url, queue_arn, dlq_url, dlq_arn, stream_failures_url
+    )
 
 
 def _table(dynamodb: Any, name: str) -> str:
