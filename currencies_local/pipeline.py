@@ -26,6 +26,7 @@ from prometheus_client import start_http_server
 from chalicelib import clients
 from chalicelib.config import Engine
 from chalicelib.observability.metrics import REGISTRY
+from currencies_local import aws_limits
 from currencies_local.elasticsearch import start_elasticsearch
 from currencies_local.event_sources import LAMBDA_TIMEOUT_MS, QueueDepthSampler, QueuePoller, StreamPoller
 from currencies_local.moto import REGION, aws_environment, start_moto
@@ -137,6 +138,7 @@ class LocalPipeline:
         metrics_server, _ = start_http_server(options.metrics_port, addr=options.host, registry=REGISTRY)
         self._stoppers.append(lambda: _close(metrics_server))
         os.environ.update(aws_environment(self.moto_url))
+        aws_limits.enforce()  # moto takes messages AWS refuses: refuse them here as AWS would
         if options.moto_url is None:
             self.progress(f"starting moto server on {self.moto_url}")
             self._processes.append(start_moto(options.host, options.moto_port, self.work_dir))
