@@ -24,6 +24,8 @@ from tests.integration.engines import EngineUnderTest
 from tests.integration.observability import PrometheusAPI
 
 ENGINES = ["elasticsearch", "opensearch"]
+ENGINE_PROCESSES: dict[str, ManagedProcess] = {}
+"""The engine nodes this session started (not those given by URL), for fault tests that freeze one."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -34,15 +36,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def elasticsearch_url() -> Iterator[str]:
-    yield from _node("ELASTICSEARCH_URL", start_elasticsearch, free_port())
+    yield from _node("elasticsearch", "ELASTICSEARCH_URL", start_elasticsearch, free_port())
 
 
 @pytest.fixture(scope="session")
 def opensearch_url() -> Iterator[str]:
-    yield from _node("OPENSEARCH_URL", start_opensearch, free_http_port())
+    yield from _node("opensearch", "OPENSEARCH_URL", start_opensearch, free_http_port())
 
 
-def _node(variable: str, start: Callable[..., ManagedProcess], port: int) -> Iterator[str]:
+def _node(name: str, variable: str, start: Callable[..., ManagedProcess], port: int) -> Iterator[str]:
     given = os.environ.get(variable)
     if given:
         yield given
@@ -50,7 +52,9 @@ def _node(variable: str, start: Callable[..., ManagedProcess], port: int) -> Ite
     work_dir = Path(tempfile.mkdtemp(prefix="currencies-test-"))
     work_dir.chmod(0o711)
     node = start("127.0.0.1", port, work_dir / "node")
+    ENGINE_PROCESSES[name] = node
     yield f"http://127.0.0.1:{port}"
+    del ENGINE_PROCESSES[name]
     node.stop()
 
 
