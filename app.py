@@ -68,7 +68,7 @@ def delete_currency(symbol: str) -> Response:
 metrics.start_routes_at_zero(app.routes)
 
 
-@app.on_dynamodb_record(stream_arn=settings.require("stream_arn"), batch_size=100)
+@app.on_dynamodb_record(stream_arn=settings.require("stream_arn"), batch_size=100, starting_position="TRIM_HORIZON")
 def relay_changes(event: DynamoDBEvent) -> None:
     relay(
         [record.to_dict() for record in event],

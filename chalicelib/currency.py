@@ -61,21 +61,38 @@ def parse_rate(value: Any) -> Decimal:
         raise ClientError("invalid_rate", f"rate must be positive and finite, got {_show(value)}")
     if rate >= MAX_RATE:
         raise ClientError("invalid_rate", f"rate must be below {MAX_RATE:f}, got {_show(value)}")
-    _, digits, exponent = rate.normalize().as_tuple()
+    digits, exponent = _significant(rate)
     if len(digits) > MAX_SIGNIFICANT_DIGITS:
         raise ClientError(
             "invalid_rate",
-            f"rate has {len(digits)} significant digits; at most {MAX_SIGNIFICANT_DIGITS} are kept",
+            f"rate has {len(digits)} significant digits; at most {MAX_SIGNIFICANT_DIGITS} are accepted",
         )
-    if isinstance(exponent, int) and exponent < MIN_EXPONENT:
+    if exponent < MIN_EXPONENT:
         raise ClientError("invalid_rate", f"rate must not have digits below 1e{MIN_EXPONENT}, got {_show(value)}")
     return canonical(rate)
 
 
 def canonical(rate: Decimal) -> Decimal:
-    """No trailing zeros and no positive exponent: 1.10 -> 1.1 and 1E+2 -> 100."""
-    normal = rate.normalize()
-    return normal.quantize(Decimal(1)) if normal == normal.to_integral_value() else normal
+    """No trailing zeros and no positive exponent: 1.10 -> 1.1 and 1E+2 -> 100.
+
+    Built from the digits, not with normalize(), which rounds to the context's 28 digits.
+    """
+    if rate.is_zero() or not rate.is_finite():
+        return rate.normalize()  # exact for these: no digits to round
+    digits, exponent = _significant(rate)
+    if exponent > 0:
+        digits, exponent = digits + (0,) * exponent, 0
+    return Decimal((int(rate.is_signed()), digits, exponent))
+
+
+def _significant(rate: Decimal) -> tuple[tuple[int, ...], int]:
+    """A finite rate's coefficient without trailing zeros and its exponent, exactly (no context involved)."""
+    _, digits, exponent = rate.as_tuple()
+    assert isinstance(exponent, int), "only finite decimals have digits"
+    kept = len(digits)
+    while kept > 1 and digits[kept - 1] == 0:
+        kept -= 1
+    return digits[:kept], exponent + len(digits) - kept
 
 
 def format_rate(rate: Decimal) -> str:

@@ -8,7 +8,6 @@ symbol's changes exactly, even where stream timestamps tie (one-second resolutio
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ from chalicelib.sinks.base import SearchEngine
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 SEARCH_TIMEOUT_S = 5.0
+# Versions are longs in the engines (chalicelib.ordering keeps them below 2**63).
+MAX_VERSION = 2**63
 _NEWEST_FIRST = [{"currency.version": "desc"}, {"event.id": "desc"}]
 
 
@@ -65,20 +66,34 @@ def encode_cursor(sort_values: list[Any]) -> str:
 
 
 def decode_cursor(cursor: str) -> list[Any]:
+    """The sort values of the last hit, [version, event id], checked so that the engine cannot refuse them.
+
+    Anything else is a 400: a cursor is opaque, so a client can only have made it up.
+    """
     try:
-        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, binascii.Error):
+        values = json.loads(base64.b64decode(cursor, altchars=b"-_", validate=True))
+    except (ValueError, RecursionError):  # ValueError: not base64 (binascii.Error), not UTF-8, not JSON, 4300+ digits
         values = None
-    # The sort values of the last hit: [version, event id].
     valid = (
         isinstance(values, list)
         and len(values) == len(_NEWEST_FIRST)
         and type(values[0]) is int
+        and 0 <= values[0] < MAX_VERSION
         and isinstance(values[1], str)
+        and _is_utf8(values[1])
     )
     if not valid:
         raise ClientError("invalid_parameter", "'cursor' is not one this API returned")
     return values
+
+
+def _is_utf8(text: str) -> bool:
+    """JSON escapes can spell lone surrogates, which no engine request can carry."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def history_search(query: HistoryQuery) -> dict[str, Any]:

@@ -46,6 +46,11 @@ BAD_BODIES = [
     (b'{"symbol": "GBP", "rate": "0.0"}', 400, "invalid_rate"),
     (b'{"symbol": "GBP", "rate": true}', 400, "invalid_rate"),
     (b'{"symbol": "GBP", "rate": 1.2345678901234567891}', 400, "invalid_rate"),
+    # Once rounded to 28 digits (to 1, and to 1e15, above the maximum) and stored.
+    (b'{"symbol": "GBP", "rate": 1.00000000000000000000000000001}', 400, "invalid_rate"),
+    (b'{"symbol": "GBP", "rate": "1.00000000000000000000000000001"}', 400, "invalid_rate"),
+    (b'{"symbol": "GBP", "rate": 999999999999999.99999999999999}', 400, "invalid_rate"),
+    (b'{"symbol": "GBP", "rate": "999999999999999.99999999999999"}', 400, "invalid_rate"),
     (b'{"symbol": "G1P", "rate": "1.2"}', 400, "invalid_symbol"),
     (b'{"symbol": "GBPX", "rate": "1.2"}', 400, "invalid_symbol"),
     (b'{"symbol": 123, "rate": "1.2"}', 400, "invalid_symbol"),
@@ -75,6 +80,10 @@ def test_rates_round_trip_exactly_as_decimals(api: str) -> None:
     assert updated.status_code == 200, updated.text
     assert updated.json() | {"updated_at": 0} == {"symbol": "JPY", "rate": precise, "revision": 2, "updated_at": 0}
     assert requests.get(f"{api}/currency/jpy", timeout=10).json()["rate"] == precise
+    # Trailing zeros beyond the 28th digit are not significant: accepted, and the same number.
+    padded = requests.put(f"{api}/currency/JPY", json={"rate": "999999999999999.9" + "0" * 30}, timeout=10)
+    assert padded.status_code == 200, padded.text
+    assert padded.json()["rate"] == "999999999999999.9"
 
 
 def test_put_rejects_a_body_symbol_that_differs_from_the_path(api: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,7 @@ from chalice.app import Request
 
 from chalicelib import api
 from chalicelib.config import SearchSettings
-from chalicelib.history import HistoryReader
+from chalicelib.history import MAX_VERSION, HistoryReader, encode_cursor
 from chalicelib.sinks.sink import connect
 from currencies_local.pipeline import LocalPipeline
 from currencies_local.processes import free_port
@@ -79,6 +80,45 @@ def test_bad_history_parameters_are_400(pipeline: LocalPipeline, params: dict[st
     response = requests.get(f"{pipeline.api_url}/currency/HKD/history", params=params, timeout=10)
     assert response.status_code == 400, response.text
     assert response.json()["error"] in {"invalid_parameter", "unknown_parameter"}
+
+
+BAD_CURSORS = {
+    "nested_json": base64.urlsafe_b64encode(b"[" * 5000).decode(),
+    "version_above_long": encode_cursor([MAX_VERSION, "id"]),
+    "lone_surrogate": encode_cursor([1, "\ud800"]),
+    "not_utf8": base64.urlsafe_b64encode(b'[1, "\xff"]').decode(),
+}
+
+
+@pytest.mark.parametrize("cursor", BAD_CURSORS.values(), ids=BAD_CURSORS.keys())
+def test_bad_cursor_is_400_not_500(pipeline: LocalPipeline, cursor: str) -> None:
+    response = requests.get(f"{pipeline.api_url}/currency/HKD/history", params={"cursor": cursor}, timeout=10)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_parameter"
+
+
+@pytest.mark.parametrize(
+    "path", ["/currency/HKD/history?cursor=%FF%FE", "/currency/HKD/history?from=%FF", "/currency/HKD?at=%C0%80"]
+)
+def test_percent_encoded_non_utf8_parameters_are_400(pipeline: LocalPipeline, path: str) -> None:
+    response = requests.get(f"{pipeline.api_url}{path}", timeout=10)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_parameter"
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/currency/HKD/history", {"from": "0001-01-01T00:00:00Z", "to": "9999-12-31T23:59:59.999999Z"}),
+        ("/currency/HKD/history", {"cursor": encode_cursor([MAX_VERSION - 1, "\uffff" * 100])}),
+        ("/currency/HKD", {"at": "0001-01-01T00:00:00Z"}),
+        ("/currency/HKD", {"at": "9999-12-31T23:59:59.999999Z"}),
+    ],
+)
+def test_extreme_valid_parameters_reach_the_engine(pipeline: LocalPipeline, path: str, params: dict[str, str]) -> None:
+    """What the parsers accept, the engine must accept too: the answer is a page or a 404, never a 500."""
+    response = requests.get(f"{pipeline.api_url}{path}", params=params, timeout=10)
+    assert response.status_code in (200, 404), response.text
 
 
 def test_bad_moment_is_400(pipeline: LocalPipeline) -> None:

@@ -3,10 +3,11 @@
 import json
 import string
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Decimal, Inexact, Rounded, localcontext
+from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from chalicelib.currency import MAX_BODY_BYTES, ClientError, format_rate, parse_body, parse_rate, parse_symbol
@@ -102,6 +103,97 @@ def test_smallest_and_largest_accepted_rates() -> None:
 
 def test_format_rate_strips_trailing_zeros_of_any_decimal() -> None:
     assert format_rate(Decimal("1.10")) == "1.1"
+
+
+# --- rates: exactness at and beyond the limits -------------------------------------------
+
+
+def within_limits(sent: Decimal) -> bool:
+    """The documented limits, computed with integers: in (0, 1e15), <= 18 significant digits, none below 1e-18."""
+    _, digits, exponent = sent.as_tuple()
+    assert isinstance(exponent, int)
+    coefficient = int("".join(map(str, digits)))
+    if coefficient == 0:
+        return False
+    while coefficient % 10 == 0:
+        coefficient, exponent = coefficient // 10, exponent + 1
+    value = coefficient * Fraction(10) ** exponent
+    return value < 10**15 and len(str(coefficient)) <= 18 and exponent >= -18
+
+
+@st.composite
+def wide_decimals(draw: st.DrawFn) -> Decimal:
+    """Up to 40 digits (trailing zeros included), from far below 1e-18 to far above 1e15."""
+    return Decimal(f"{draw(st.integers(0, 10**40))}E{draw(st.integers(-45, 25))}")
+
+
+@st.composite
+def barely_off(draw: st.DrawFn) -> Decimal:
+    """A short rate (or the maximum) nudged in a digit beyond the 28th, which the default context rounds away."""
+    base = draw(st.one_of(valid_rates(), st.just(Decimal("1e15"))))
+    nudge = Decimal(f"{draw(st.sampled_from([-1, 1]))}E{-draw(st.integers(19, 45))}")
+    with localcontext() as exact:
+        exact.prec, exact.traps[Inexact] = 100, True
+        return base + nudge
+
+
+DECIMALS = st.one_of(wide_decimals(), barely_off())
+# Plain digit strings as a client types them, and every spelling of the decimals above.
+RATE_TEXTS = st.one_of(
+    st.from_regex(r"[0-9]{1,35}(\.[0-9]{1,35})?", fullmatch=True),
+    st.builds(lambda value, spell: spell(value), DECIMALS, SPELLINGS),
+)
+
+
+def assert_exact_or_refused(parse: Callable[[str], Decimal], text: str, sent: Decimal) -> None:
+    """Within the limits: accepted as the very number sent. Beyond them: refused, never rounded into them."""
+    try:
+        result: Decimal | str = parse(text)
+    except ClientError as error:
+        result = error.code
+    if not within_limits(sent):
+        assert result == "invalid_rate", f"{text} is beyond the limits but was accepted as {result}"
+        return
+    assert isinstance(result, Decimal), f"{text} is within the limits but was refused: {result}"
+    # A context that raises rather than rounds, so a zero comparison means the very same number.
+    with localcontext() as exact:
+        exact.traps[Inexact] = exact.traps[Rounded] = True
+        assert Decimal(format_rate(result)).compare(sent) == 0, (text, format_rate(result))
+
+
+@example("1.00000000000000000000000000001")
+@example("999999999999999.99999999999999")
+@example("999999999999999.999999999999999999999999999")
+@example("0.1000000000000000000000000000000")
+@example("0.0000000000000000019")
+@given(RATE_TEXTS)
+def test_an_accepted_rate_is_the_number_sent_and_others_are_refused(text: str) -> None:
+    """The default 28-digit context must never round a rate into (or within) the limits."""
+    assert_exact_or_refused(parse_rate, text, Decimal(text))
+
+
+@given(DECIMALS, SPELLINGS)
+def test_a_json_number_is_the_number_sent_or_refused(value: Decimal, spell: Spelling) -> None:
+    assert_exact_or_refused(rate_from_json_number, spell(value), value)
+
+
+@pytest.mark.parametrize("text", ["1.00000000000000000000000000001", "999999999999999.99999999999999"])
+def test_rates_the_default_context_would_round_are_refused(text: str) -> None:
+    """Before the fix these were stored as 1 and as 1000000000000000 (above the maximum)."""
+    assert code_of(parse_rate, text) == "invalid_rate"
+    assert code_of(rate_from_json_number, text) == "invalid_rate"
+
+
+def test_trailing_zeros_beyond_28_digits_are_not_significant() -> None:
+    assert format_rate(parse_rate("1.5" + "0" * 40)) == "1.5"
+    assert format_rate(parse_rate("15" + "0" * 13 + "." + "0" * 30)) == "150000000000000"
+
+
+def test_format_rate_keeps_every_digit_of_a_stored_rate() -> None:
+    """DynamoDB keeps 38 digits; an item written outside the API must be shown as stored, not rounded."""
+    stored = "12345678901234567890.123456789012345678"
+    assert format_rate(Decimal(stored)) == stored
+    assert format_rate(Decimal("1.0000000000000000000000000000000000001")) == "1.0000000000000000000000000000000000001"
 
 
 # --- rates: rejections ------------------------------------------------------------------

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.currency import ClientError
-from chalicelib.history import encode_cursor, history_search, parse_history_params, parse_moment
+from chalicelib.history import MAX_VERSION, encode_cursor, history_search, parse_history_params, parse_moment
 
 
 @pytest.mark.parametrize(
@@ -51,3 +54,61 @@ def test_a_cursor_round_trips_into_search_after() -> None:
 
 def test_a_moment_without_offset_is_utc() -> None:
     assert parse_moment("2026-11-26T12:00:00", "at").isoformat() == "2026-11-26T12:00:00+00:00"
+
+
+def raw_cursor(payload: bytes) -> str:
+    return base64.urlsafe_b64encode(payload).decode()
+
+
+BAD_CURSORS = {
+    "nested_json": raw_cursor(b"[" * 100_000),  # RecursionError in json.loads
+    "huge_integer": raw_cursor(b"[" + b"9" * 5000 + b', "id"]'),  # beyond int()'s digit limit
+    "version_above_long": encode_cursor([MAX_VERSION, "id"]),
+    "negative_version": encode_cursor([-1, "id"]),
+    "lone_surrogate": encode_cursor([1, "\ud800"]),  # spelled as a JSON escape
+    "not_utf8": raw_cursor(b'[1, "\xff"]'),
+    "non_ascii_around_a_valid_cursor": "\u00e9" + encode_cursor([1, "id"]),
+    "padding_dropped": encode_cursor([1, "abcd"]).rstrip("="),
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("cursor", BAD_CURSORS.values(), ids=BAD_CURSORS.keys())
+def test_bad_cursors_are_client_errors(cursor: str) -> None:
+    with pytest.raises(ClientError) as caught:
+        parse_history_params("EUR", {"cursor": cursor})
+    assert (caught.value.status, caught.value.code) == (400, "invalid_parameter")
+
+
+def test_the_largest_version_is_a_valid_cursor() -> None:
+    last = [MAX_VERSION - 1, "id"]
+    assert parse_history_params("EUR", {"cursor": encode_cursor(last)}).after == last
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=10,
+)
+ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=60)  # surrogates included
+
+
+@given(
+    st.one_of(
+        ANY_TEXT,
+        st.binary(max_size=60).map(raw_cursor),
+        JSON_VALUES.map(lambda value: raw_cursor(json.dumps(value).encode())),
+        st.integers(0, 200).map(lambda depth: raw_cursor(b"[" * depth * 50 + b"]" * depth * 50)),
+        st.tuples(st.integers(), ANY_TEXT).map(lambda values: encode_cursor(list(values))),
+    )
+)
+def test_any_cursor_parses_or_is_a_400(cursor: str) -> None:
+    """Whatever a client puts in `cursor`, the answer is a query or a ClientError, never another exception."""
+    try:
+        query = parse_history_params("EUR", {"cursor": cursor})
+    except ClientError as error:
+        status = error.status
+    else:
+        status = 200
+        json.dumps(history_search(query), ensure_ascii=False).encode()  # engine clients send UTF-8
+    assert status in (200, 400)
