@@ -69,13 +69,15 @@ metrics.start_routes_at_zero(app.routes)
 
 
 @app.on_dynamodb_record(stream_arn=settings.require("stream_arn"), batch_size=100, starting_position="TRIM_HORIZON")
-def relay_changes(event: DynamoDBEvent) -> None:
-    relay(
+def relay_changes(event: DynamoDBEvent) -> dict[str, Any]:
+    report = relay(
         [record.to_dict() for record in event],
         sns=clients.sns(),
         topic_arn=settings.require("topic_arn"),
         dead_letter=clients.dead_letter_queue("stream"),
+        deadline=deadline_of(event.context),
     )
+    return report.batch_response(partial=settings.partial_batch_response)
 
 
 def _consume(messages: list[InboundMessage], context: Any) -> BatchReport:

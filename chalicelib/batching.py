@@ -7,15 +7,28 @@ from collections.abc import Sequence
 
 def batches(encoded: Sequence[bytes], max_items: int, max_bytes: int) -> list[list[int]]:
     """Indices of `encoded` grouped into requests within both bounds, in order (an oversized item goes alone)."""
+    return sized_batches([len(lines) for lines in encoded], max_items, max_bytes)
+
+
+def sized_batches(sizes: Sequence[int], max_items: int, max_bytes: int) -> list[list[int]]:
+    """The same grouping from each item's size, for items whose counted size is more than their text."""
     groups: list[list[int]] = []
     current: list[int] = []
-    size = 0
-    for position, lines in enumerate(encoded):
-        if current and (len(current) >= max_items or size + len(lines) > max_bytes):
+    total = 0
+    for position, size in enumerate(sizes):
+        if current and (len(current) >= max_items or total + size > max_bytes):
             groups.append(current)
-            current, size = [], 0
+            current, total = [], 0
         current.append(position)
-        size += len(lines)
+        total += size
     if current:
         groups.append(current)
     return groups
+
+
+def attributes_size(attributes: dict[str, dict[str, str]]) -> int:
+    """Bytes that message attributes count toward an SNS or SQS message's size: name, type and value."""
+    return sum(
+        len(name.encode()) + len(value["DataType"].encode()) + len(value["StringValue"].encode())
+        for name, value in attributes.items()
+    )

@@ -35,7 +35,8 @@ STORE_UNREADABLE_ITEMS = Counter(
 )
 STREAM_RECORDS = Counter(
     "currencies_stream_records",
-    "DynamoDB stream records seen by the stream handler, by event type and outcome.",
+    "DynamoDB stream records seen by the stream handler, by event type and outcome (published, "
+    "dead_lettered, dead_letter_failed: only in the logs, failed: left to the event source, unordered).",
     ["event_type", "outcome"],
     registry=REGISTRY,
 )
@@ -122,7 +123,7 @@ for _outcome in ("pushed", "failed"):
 for _stage in STAGES:
     STAGE_LAG.labels(_stage)
 for _event_type in ("INSERT", "MODIFY", "REMOVE"):
-    for _outcome in ("published", "dead_lettered", "failed", "unordered"):
+    for _outcome in ("published", "dead_lettered", "dead_letter_failed", "failed", "unordered"):
         STREAM_RECORDS.labels(_event_type, _outcome)
 
 

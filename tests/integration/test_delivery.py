@@ -6,6 +6,7 @@ network would hand them to the consumer.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -91,12 +92,16 @@ def test_poison_message_goes_to_the_dead_letter_queue_with_its_reason(
         received = sqs.receive_message(
             QueueUrl=pipeline.resources.dlq_url, MessageAttributeNames=["All"], MaxNumberOfMessages=10
         ).get("Messages", [])
-        return [letter for letter in received if unwrap(letter["Body"]) == poison]
+        return [letter for letter in received if unwrap(json.loads(letter["Body"])["payload"] or "") == poison]
 
     letters = eventually(dead_letters, bool)
     assert len(letters) == 1
     attributes = letters[0]["MessageAttributes"]
     assert attributes["source"]["StringValue"] == "consumer"
     assert "schema" in attributes["reason"]["StringValue"]
-    # The body is kept as it was received (SNS envelope and all), so it can be redriven.
-    assert unwrap(letters[0]["Body"]) == poison
+    # One letter format for every source; the payload is the body as received (SNS envelope
+    # and all), so it can be redriven.
+    letter = json.loads(letters[0]["Body"])
+    assert letter["source"] == "consumer"
+    assert "schema" in letter["reason"]
+    assert unwrap(letter["payload"]) == poison
