@@ -19,7 +19,7 @@ from chalicelib.currency import ClientError, CurrencyRate, format_rate, parse_bo
 from chalicelib.history import HistoryReader, parse_history_params, parse_moment
 from chalicelib.observability import metrics
 from chalicelib.sinks.base import EngineUnavailable
-from chalicelib.store import RateStore, StoredRate
+from chalicelib.store import RateStore, StoredRate, UnreadableItem
 
 # The original example's curl sends JSON with no Content-Type, which curl labels
 # application/x-www-form-urlencoded; the body is parsed as JSON whatever the label.
@@ -56,6 +56,8 @@ def delete(store: RateStore, symbol: str) -> Response:
         removed = store.delete(parse_symbol(symbol))
         if removed is None:
             raise _not_found(symbol)
+        if isinstance(removed, UnreadableItem):  # another writer left it without a readable rate
+            return _json(200, {"symbol": removed.symbol, "deleted": True})
         return _json(200, {**_view(removed), "deleted": True})
 
     return _handle(run)

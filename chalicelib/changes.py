@@ -17,11 +17,13 @@ from typing import Any, Literal
 from boto3.dynamodb.types import Binary, TypeDeserializer
 
 from chalicelib.currency import format_rate
-from chalicelib.ordering import change_version
+from chalicelib.ordering import change_version, is_tombstone
 
 SCHEMA = "currencies.change.v1"
 # SNS's limit for one message (and for a whole publish_batch), less room for attributes.
 MAX_MESSAGE_BYTES = 256 * 1024 - 1024
+# DynamoDB numbers lie between 1E-130 and 9.99...E+125 in magnitude.
+DYNAMODB_MIN_EXPONENT, DYNAMODB_MAX_EXPONENT = -130, 125
 ChangeType = Literal["INSERT", "MODIFY", "REMOVE"]
 CHANGE_TYPES: tuple[ChangeType, ...] = ("INSERT", "MODIFY", "REMOVE")
 
@@ -94,27 +96,32 @@ def _from_record(record: dict[str, Any], published_at: datetime) -> Change:
     event_id = record["eventID"]
     sequence = str(stream["SequenceNumber"])
     occurred_s = float(stream["ApproximateCreationDateTime"])
-    old = _image(stream.get("OldImage"))
-    new = _image(stream.get("NewImage"))
     if event_type not in CHANGE_TYPES:
         raise InvalidChange(f"unknown eventName {event_type!r}")
-    current = old if event_type == "REMOVE" else new
-    if current is None:
+    before = _image(stream.get("OldImage"))
+    after = None if event_type == "REMOVE" else _image(stream.get("NewImage"))
+    if (before if event_type == "REMOVE" else after) is None:
         raise InvalidChange(
             f"{event_type} record has no {'OldImage' if event_type == 'REMOVE' else 'NewImage'}; "
             "the stream must use NEW_AND_OLD_IMAGES"
         )
-    data = (
-        {"symbol": current["symbol"]}
-        if event_type == "REMOVE"
-        else {"symbol": current["symbol"], "rate": current["rate"]}
-    )
+    # The image replaced, as a rate; None if there was none the API could read.
+    previous = before if _readable(before) else None
+    change_type: ChangeType
+    if after is None or is_tombstone(after):  # deleted outside the API, or by the API (a tombstone)
+        change_type, data, old, new = "REMOVE", {"symbol": (after or before or {})["symbol"]}, previous, None
+    else:
+        if not _readable(after):
+            raise InvalidChange(f"item image is not a rate the API can read: {after}"[:1000])
+        change_type = "INSERT" if event_type == "INSERT" or is_tombstone(before) else "MODIFY"
+        data = {"symbol": after["symbol"], "rate": after["rate"]}
+        old, new = (None if change_type == "INSERT" else previous), after
     change = Change(
-        type=event_type,
+        type=change_type,
         data=data,
         id=event_id,
         sequence=sequence,
-        version=change_version(event_type, old, new, int(occurred_s), sequence),
+        version=change_version(before, after, int(occurred_s), sequence),
         occurred_at=iso_utc(datetime.fromtimestamp(occurred_s, tz=UTC)),
         published_at=iso_utc(published_at),
         old=old,
@@ -125,15 +132,41 @@ def _from_record(record: dict[str, Any], published_at: datetime) -> Change:
 
 
 def _image(typed: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Typed DynamoDB JSON -> plain JSON: the rate as canonical decimal text, whole numbers as ints."""
+    """Typed DynamoDB JSON -> plain JSON: a decimal rate as canonical text, whole numbers as ints."""
     if typed is None:
         return None
     image = {name: _deserializer.deserialize(value) for name, value in typed.items()}
-    if "symbol" not in image or "rate" not in image:
-        raise InvalidChange(f"item image lacks symbol or rate: {sorted(image)}")
+    if "symbol" not in image:
+        raise InvalidChange(f"item image lacks symbol: {sorted(image)}")
     plain = {name: _plain(value) for name, value in image.items()}
-    plain["rate"] = format_rate(Decimal(image["rate"]))
+    rate = image.get("rate")
+    if isinstance(rate, (Decimal, str)) and _is_stored_number(str(rate)):
+        plain["rate"] = format_rate(Decimal(rate))
     return plain
+
+
+def _readable(image: dict[str, Any] | None) -> bool:
+    """Whether the API would show the image as a rate (chalicelib.store reads it so):
+    a finite decimal rate, whole-number counters and stamps, no tombstone mark."""
+    return (
+        image is not None
+        and not is_tombstone(image)
+        and _is_stored_number(image.get("rate"))
+        and all(type(image.get(name, 0)) is int for name in ("revision", "created_at", "updated_at"))
+    )
+
+
+def _is_decimal(text: Any) -> bool:
+    try:
+        return isinstance(text, str) and Decimal(text).is_finite()
+    except ArithmeticError:
+        return False
+
+
+def _is_stored_number(text: Any) -> bool:
+    """A decimal DynamoDB could store as a number (a string rate from another writer could
+    be `1E+999999999`, which canonical text would spell out digit by digit)."""
+    return _is_decimal(text) and DYNAMODB_MIN_EXPONENT <= Decimal(text).adjusted() <= DYNAMODB_MAX_EXPONENT
 
 
 def _plain(value: Any) -> Any:
@@ -183,11 +216,7 @@ def _check(change: Change) -> None:
 
 
 def _check_rate(rate: Any, where: str) -> None:
-    try:
-        valid = isinstance(rate, str) and Decimal(rate).is_finite()
-    except ArithmeticError:
-        valid = False
-    if not valid:
+    if not _is_decimal(rate):
         raise InvalidChange(f"{where} {rate!r} is not a decimal string")
 
 

@@ -2,14 +2,23 @@
 
 Stream sequence numbers exceed 64 bits and the stream timestamp has one-second
 granularity, so neither can be an external version in the search engine. The API
-writes a per-item `revision` (atomic counter) and a `created_at` generation stamp
-in milliseconds; a live version is `created_at * 10**6 + revision`:
+keeps, on each item, an atomic `revision` counter and a `created_at` stamp in
+milliseconds; a live version is `created_at * 10**6 + revision`:
 
-- later writes of one item have a larger revision, so a larger version;
-- a delete has the deleted image's version + 1, so it beats every write it saw;
-- a re-created item starts a new generation with a later `created_at`, so it beats
-  the delete (given a clock that moves forward by at least 1 ms between the delete
-  and the re-create, and fewer than 10**6 writes per generation);
+- every API write of an item (create, update, delete, re-create) is one conditional
+  write of that one item that adds 1 to `revision` and keeps `created_at`, so its
+  version is above every earlier one: DynamoDB serialises the writes of one item,
+  whatever the interleaving of writers and whatever their clocks;
+- a delete does not remove the item: it leaves a tombstone (`deleted: true`, no
+  rate) that keeps both attributes, so a re-create continues the count. The stream
+  shows these as MODIFY records; `chalicelib.changes` turns them into REMOVE and
+  INSERT changes;
+- `created_at` is read from the clock only when the item is absent from the table
+  (its first create, or after a writer other than the API removed it). Only then
+  does a version depend on a clock: the new lifetime beats the removed one if the
+  clock moved forward by at least 1 ms and the removed lifetime had fewer than
+  10**6 revisions;
+- a REMOVE record (a delete made outside the API) has the removed image's version + 1;
 - items written without those attributes (an old table, a backfill) get a
   timestamp-derived fallback below 10**18, which every live version (above 10**18
   for any date after 2001) beats.
@@ -24,6 +33,8 @@ REVISIONS_PER_GENERATION = 10**6
 # Fallback versions keep this many low digits of the sequence: the most that keeps
 # them below 10**18 (every live version is above) for stream times until 2286.
 FALLBACK_SEQUENCE_SPAN = 10**8
+# The attribute that marks an item as a tombstone: the symbol is deleted, its counter kept.
+TOMBSTONE = "deleted"
 
 
 def live_version(created_at_ms: int, revision: int) -> int:
@@ -37,6 +48,11 @@ def fallback_version(occurred_at_s: int, sequence: str) -> int:
     second can be misordered when the sequence crosses a multiple of 10**8.
     """
     return occurred_at_s * FALLBACK_SEQUENCE_SPAN + int(sequence) % FALLBACK_SEQUENCE_SPAN
+
+
+def is_tombstone(image: dict[str, Any] | None) -> bool:
+    """Whatever its value, as the store's conditions (`attribute_exists`) see it."""
+    return image is not None and TOMBSTONE in image
 
 
 def image_version(image: dict[str, Any] | None) -> int | None:
@@ -58,17 +74,25 @@ def advances(old_image: dict[str, Any] | None, version: int) -> bool:
 
 
 def change_version(
-    event_type: str,
     old_image: dict[str, Any] | None,
     new_image: dict[str, Any] | None,
     occurred_at_s: int,
     sequence: str,
 ) -> int:
-    if event_type == "REMOVE":
-        previous = image_version(old_image)
-        version = previous + 1 if previous is not None else None
-    else:
+    """The version of one stream record: the image it wrote (a live item or a tombstone)
+    carries its own; a removal (no new image) is one above the image it removed.
+
+    A removal must always get through, so an image another writer left unreadable
+    falls back instead of failing it; a written image that is unreadable raises.
+    """
+    if new_image is not None:
         version = image_version(new_image)
+    else:
+        try:
+            previous = image_version(old_image)
+        except (TypeError, ValueError, ArithmeticError):
+            previous = None
+        version = previous + 1 if previous is not None else None
     if version is None:
         version = fallback_version(occurred_at_s, sequence)
     return version

@@ -1,8 +1,9 @@
 """Synthetic change streams for tests and benchmarks, made by the production conversion code.
 
 `TableModel` does to an in-memory table what `RateStore` does to DynamoDB (revision
-counter, generation stamp) and emits the stream records DynamoDB would; the change
-messages are then made from those records by `change_from_record`, as in Lambda.
+counter, `created_at` stamp, tombstones for deletes) and emits the stream records
+DynamoDB would; the change messages are then made from those records by
+`change_from_record`, as in Lambda.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeSerializer
 
 from chalicelib.changes import Change, change_from_record
+from chalicelib.ordering import TOMBSTONE
 
 _serializer = TypeSerializer()
 
@@ -33,18 +35,25 @@ class TableModel:
         if old is None:
             new = {"symbol": symbol, "rate": rate, "revision": 1, "created_at": self.now_ms, "updated_at": self.now_ms}
         else:
-            new = {**old, "rate": rate, "revision": old["revision"] + 1, "updated_at": self.now_ms}
+            kept = {name: value for name, value in old.items() if name != TOMBSTONE}
+            new = {**kept, "rate": rate, "revision": old["revision"] + 1, "updated_at": self.now_ms}
         self.items[symbol] = new
         self._emit("MODIFY" if old else "INSERT", old, new)
 
     def delete(self, symbol: str) -> None:
         self.now_ms += 1
-        old = self.items.pop(symbol, None)
-        if old is not None:  # deleting a missing item emits nothing
-            self._emit("REMOVE", old, None)
+        old = self.items.get(symbol)
+        if old is not None and TOMBSTONE not in old:  # deleting a missing item emits nothing
+            kept = {name: value for name, value in old.items() if name != "rate"}
+            new = {**kept, TOMBSTONE: True, "revision": old["revision"] + 1, "updated_at": self.now_ms}
+            self.items[symbol] = new
+            self._emit("MODIFY", old, new)
+
+    def live(self, symbol: str) -> bool:
+        return symbol in self.items and TOMBSTONE not in self.items[symbol]
 
     def rates(self) -> dict[str, Decimal]:
-        return {symbol: item["rate"] for symbol, item in self.items.items()}
+        return {symbol: item["rate"] for symbol, item in self.items.items() if TOMBSTONE not in item}
 
     def changes(self, published_at: datetime | None = None) -> list[Change]:
         moment = published_at or datetime.now(UTC)
@@ -71,7 +80,7 @@ def random_table(changes: int, symbols: list[str], seed: int = 0, delete_share: 
     table = TableModel()
     while len(table.records) < changes:
         symbol = rng.choice(symbols)
-        if symbol in table.items and rng.random() < delete_share:
+        if table.live(symbol) and rng.random() < delete_share:
             table.delete(symbol)
         else:
             table.put(symbol, Decimal(rng.randint(1, 10**8)).scaleb(-4))

@@ -30,7 +30,8 @@ API_LATENCY = Histogram(
 )
 STORE_UNREADABLE_ITEMS = Counter(
     "currencies_store_unreadable_items",
-    "Table items the API could not read (another writer left no valid rate), skipped when listing.",
+    "Table items the API could not read (another writer left no valid rate or counter): skipped by "
+    "reads and listings, replaced by DELETE or PUT.",
     registry=REGISTRY,
 )
 STREAM_RECORDS = Counter(

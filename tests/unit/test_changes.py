@@ -172,6 +172,85 @@ def test_unknown_event_name_is_named_in_the_error() -> None:
         change_from_record(stream_record("UPDATE", new=typed_item("1", 1)), PUBLISHED_AT)
 
 
+# --- tombstones and items other writers left unreadable --------------------------------
+
+
+def tombstone(revision: int) -> dict[str, Any]:
+    """What RateStore.delete leaves: no rate, the counter kept, one revision up."""
+    return {**without(typed_item("1", revision), "rate"), "deleted": {"BOOL": True}}
+
+
+def test_a_delete_by_the_api_is_a_remove_one_above_the_deleted_image() -> None:
+    record = stream_record("MODIFY", old=typed_item("1.08", 4), new=tombstone(5))
+    change = change_from_record(record, PUBLISHED_AT)
+    assert (change.type, change.data, change.new) == ("REMOVE", {"symbol": "EUR"}, None)
+    assert change.old is not None
+    assert change.old["rate"] == "1.08"
+    # The same version a REMOVE record of the live item gets.
+    assert (
+        change.version == change_from_record(stream_record("REMOVE", old=typed_item("1.08", 4)), PUBLISHED_AT).version
+    )
+    assert change.version == 1_700_000_000_123_000_005
+
+
+def test_a_recreate_from_a_tombstone_is_an_insert_continuing_the_count() -> None:
+    change = change_from_record(stream_record("MODIFY", old=tombstone(5), new=typed_item("2", 6)), PUBLISHED_AT)
+    assert (change.type, change.data, change.old) == ("INSERT", {"symbol": "EUR", "rate": "2"}, None)
+    assert change.version == 1_700_000_000_123_000_006
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        pytest.param(stream_record("REMOVE", old=tombstone(5)), id="tombstone-removed-outside-the-api"),
+        pytest.param(stream_record("INSERT", new=tombstone(5)), id="tombstone-written-outside-the-api"),
+        pytest.param(stream_record("MODIFY", old=tombstone(5), new=tombstone(6)), id="tombstone-rewritten"),
+    ],
+)
+def test_tombstones_written_or_removed_by_others_are_removes_of_nothing(record: dict[str, Any]) -> None:
+    """Harmless for the indices (the symbol is already deleted there) and nothing to dead-letter."""
+    change = change_from_record(record, PUBLISHED_AT)
+    assert (change.type, change.data, change.old, change.new) == ("REMOVE", {"symbol": "EUR"}, None, None)
+    assert change.version > 1_700_000_000_123_000_004
+
+
+@pytest.mark.parametrize(
+    "unreadable",
+    [
+        pytest.param(without(typed_item("1", 4), "rate"), id="no-rate"),
+        pytest.param({**typed_item("1", 4), "rate": {"S": "abc"}}, id="rate-not-a-number"),
+        pytest.param({**typed_item("1", 4), "rate": {"S": "1E+999999999"}}, id="rate-out-of-range"),
+        pytest.param({**typed_item("1", 4), "revision": {"S": "abc"}}, id="revision-not-a-number"),
+    ],
+)
+def test_removing_an_item_others_left_unreadable_is_a_remove_without_old_image(unreadable: dict[str, Any]) -> None:
+    """The API deletes such an item; the indices must hear of it, so the change must convert."""
+    removed_by_api = stream_record("MODIFY", old=unreadable, new=tombstone(5))
+    removed_by_others = stream_record("REMOVE", old=unreadable)
+    for record in (removed_by_api, removed_by_others):
+        change = change_from_record(record, PUBLISHED_AT)
+        assert (change.type, change.data, change.old, change.new) == ("REMOVE", {"symbol": "EUR"}, None, None)
+
+
+def test_an_update_repairing_an_unreadable_item_is_a_modify_without_old_image() -> None:
+    record = stream_record("MODIFY", old=without(typed_item("1", 4), "rate"), new=typed_item("1.5", 5))
+    change = change_from_record(record, PUBLISHED_AT)
+    assert (change.type, change.data, change.old) == ("MODIFY", {"symbol": "EUR", "rate": "1.5"}, None)
+
+
+@pytest.mark.parametrize("rate", ["abc", "1E+999999999", "NaN"])
+def test_a_written_item_with_an_unreadable_rate_is_refused(rate: str) -> None:
+    with pytest.raises(InvalidChange, match="rate"):
+        change_from_record(stream_record("INSERT", new={**typed_item("1", 1), "rate": {"S": rate}}), PUBLISHED_AT)
+
+
+def test_a_string_rate_from_another_writer_comes_out_canonical() -> None:
+    change = change_from_record(
+        stream_record("INSERT", new={**typed_item("1", 1), "rate": {"S": "1.10"}}), PUBLISHED_AT
+    )
+    assert change.data["rate"] == "1.1"
+
+
 # --- the message contract ---------------------------------------------------------------
 
 symbols = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=3, max_size=3)
