@@ -201,7 +201,7 @@ class LocalPipeline:
         if options.prometheus:
             # Ready means scraped: a counter's first sample must be taken before the first request,
             # or rate() cannot see that request.
-            wait_for_first_scrape(self.prometheus_url, job="currencies", timeout_s=15)
+            wait_for_first_scrape(self.prometheus_url, job="currencies", timeout_s=40)
         # The API answers last (its socket is bound already): once it does, everything behind it runs.
         threading.Thread(target=api.serve_forever, name="api", daemon=True).start()
         self._stoppers.append(api.shutdown)  # stops first: no request reaches a pipeline being stopped

@@ -50,6 +50,8 @@ def config_for(targets: ScrapeTargets, *, interval: str | None = None) -> dict[s
     if interval is not None:
         config["global"]["scrape_interval"] = interval
         config["global"]["evaluation_interval"] = interval
+        for job in config["scrape_configs"]:
+            job.pop("scrape_interval", None)
     return config
 
 

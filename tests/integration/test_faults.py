@@ -6,11 +6,13 @@ symbol's history in the events index is exactly the writes made, in version orde
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import time
 from decimal import Decimal
+from typing import Any
 
 import boto3
 import pytest
@@ -71,3 +73,44 @@ def test_the_engine_frozen_for_20_s_in_the_middle_of_2000_changes(
     finally:
         os.killpg(node.pid, signal.SIGCONT)
     reconcile(pipeline, search, symbols, writes)
+
+
+def test_the_consumer_dies_half_way_through_its_bulk_writes(
+    pipeline: LocalPipeline, search: EngineUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first few bulk requests write half their documents, then the invocation crashes."""
+    import app  # noqa: PLC0415 - the pipeline's own consumer, as the Lambda builds it
+
+    engine = app.clients.sink().search_engine
+    real_send = engine.send_bulk
+    crashes = {"left": 3}
+
+    def send_half_then_crash(body: bytes, timeout_s: float) -> list[dict[str, Any]]:
+        if crashes["left"] == 0:
+            return real_send(body, timeout_s)
+        crashes["left"] -= 1
+        lines = body.splitlines(keepends=True)
+        actions = _action_line_indices(lines)
+        half = actions[len(actions) // 2] if len(actions) > 1 else len(lines)
+        real_send(b"".join(lines[:half]), timeout_s)
+        raise RuntimeError("the consumer died half-way through its batch")
+
+    monkeypatch.setattr(engine, "send_bulk", send_half_then_crash)
+    assert pipeline.resources is not None
+    store = RateStore(boto3.resource("dynamodb").Table(pipeline.resources.table_name))
+    symbols = [f"K{a}{b}" for a in "ABC" for b in "ABCD"]
+    rng = random.Random(5)
+    for _ in range(120):
+        store.put(CurrencyRate(rng.choice(symbols), Decimal(rng.randint(1, 10**6)).scaleb(-3)))
+    reconcile(pipeline, search, symbols, 120)
+    assert crashes["left"] == 0, "the crash was never injected"
+
+
+def _action_line_indices(lines: list[bytes]) -> list[int]:
+    """Where each bulk action starts: a metadata line (a delete has no document line after it)."""
+    starts, position = [], 0
+    while position < len(lines):
+        starts.append(position)
+        meta = json.loads(lines[position])
+        position += 1 if "delete" in meta else 2
+    return starts
