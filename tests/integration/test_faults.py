@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from chalicelib.currency import CurrencyRate
 from chalicelib.store import RateStore
@@ -114,3 +115,46 @@ def _action_line_indices(lines: list[bytes]) -> list[int]:
         meta = json.loads(lines[position])
         position += 1 if "delete" in meta else 2
     return starts
+
+
+def test_sns_refuses_some_entries_then_everything_for_a_while(
+    pipeline: LocalPipeline, search: EngineUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every third entry fails (retryable) for a while, then every call is throttled for 8 s."""
+    import app  # noqa: PLC0415 - the pipeline's own stream handler client, as the Lambda builds it
+
+    sns = app.clients.sns()
+    real_publish_batch = sns.publish_batch
+    started = time.monotonic()
+    calls = {"partial": 0, "throttled": 0}
+
+    def flaky_publish_batch(**request: Any) -> dict[str, Any]:
+        elapsed = time.monotonic() - started
+        if elapsed < 4:
+            entries = request["PublishBatchRequestEntries"]
+            keep = [e for n, e in enumerate(entries) if n % 3 != 2]
+            refused = [e for n, e in enumerate(entries) if n % 3 == 2]
+            response = real_publish_batch(**{**request, "PublishBatchRequestEntries": keep}) if keep else {}
+            calls["partial"] += bool(refused)
+            failed = [
+                {"Id": e["Id"], "Code": "InternalError", "Message": "try again", "SenderFault": False} for e in refused
+            ]
+            return {**response, "Failed": [*response.get("Failed", []), *failed]}
+        if elapsed < 12:
+            calls["throttled"] += 1
+            raise ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded"}}, "PublishBatch")
+        return real_publish_batch(**request)
+
+    monkeypatch.setattr(sns, "publish_batch", flaky_publish_batch)
+    assert pipeline.resources is not None
+    store = RateStore(boto3.resource("dynamodb").Table(pipeline.resources.table_name))
+    symbols = [f"N{a}{b}" for a in "ABC" for b in "ABCD"]
+    rng = random.Random(3)
+    writes = 0
+    while time.monotonic() - started < 10:  # writes before, during and after both faults
+        store.put(CurrencyRate(rng.choice(symbols), Decimal(rng.randint(1, 10**6)).scaleb(-3)))
+        writes += 1
+        time.sleep(0.05)
+    reconcile(pipeline, search, symbols, writes)
+    assert calls["partial"] > 0
+    assert calls["throttled"] > 0
