@@ -1,7 +1,7 @@
 """SNS and SQS fakes that enforce AWS's limits (moto does not), with scripted failures.
 
-Sizes count as AWS counts them: the body plus every message attribute's name, data
-type and value.
+Sizes count as AWS counts them, with the same model the local runtime enforces
+(`currencies_local.aws_limits`): the body plus every attribute's name, data type and value.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-LIMIT_BYTES = 256 * 1024
+from currencies_local.aws_limits import SNS_MAX_BYTES
+from currencies_local.aws_limits import message_bytes as message_size
+
+LIMIT_BYTES = SNS_MAX_BYTES
 SQS_TEXT = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
 EntryFailure = tuple[str, str, bool]
 """(Code, Message, SenderFault) of a failed publish_batch entry."""
@@ -26,14 +29,6 @@ def client_error(
     return ClientError(
         {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, operation
     )
-
-
-def message_size(body: str, attributes: dict[str, dict[str, str]] | None) -> int:
-    counted = sum(
-        len(k.encode()) + len(v["DataType"].encode()) + len(v["StringValue"].encode())
-        for k, v in (attributes or {}).items()
-    )
-    return len(body.encode()) + counted
 
 
 class FakeSns:
