@@ -22,6 +22,7 @@ from chalicelib.changes import Change, InvalidChange, iso_utc
 from chalicelib.deadletter import DeadLetter
 from chalicelib.documents import actions_for
 from chalicelib.observability import metrics
+from chalicelib.observability.push import remaining_s
 from chalicelib.sinks.base import FAILED_OUTCOMES, Outcome, Sink, outcome_of
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,9 @@ DEADLINE_MARGIN_S = 3.0
 
 def deadline_of(context: Any) -> float | None:
     """A `time.monotonic()` deadline from a Lambda context (None without one: no bound)."""
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
-    if remaining is None:
+    left = remaining_s(context)
+    if left is None:
         return None
-    left = remaining() / 1000
     return time.monotonic() + left - min(DEADLINE_MARGIN_S, left / 5)
 
 
@@ -119,7 +119,7 @@ def consume(
             continue
         _record(report, message, _message_outcome(outcomes))
         if outcomes[0] == "written":
-            observe_lags(change, received_at, indexed_at)
+            _observe_lags(change, received_at, indexed_at)
         _observe_rate(change, rate_written=outcomes[1] == "written")
     return report
 
@@ -160,7 +160,7 @@ def _record(report: BatchReport, message: InboundMessage, outcome: str) -> None:
         report.failed_ids.append(message.message_id)
 
 
-def observe_lags(change: Change, received_at: datetime, indexed_at: datetime) -> None:
+def _observe_lags(change: Change, received_at: datetime, indexed_at: datetime) -> None:
     """Where a change's time went, hop by hop, once per change (on its first indexing)."""
     occurred_at = datetime.fromisoformat(change.occurred_at)
     published_at = datetime.fromisoformat(change.published_at)
