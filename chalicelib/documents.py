@@ -5,7 +5,10 @@ Two writes per change:
   so a redelivered change is a harmless conflict (counted as a duplicate);
 - the rates index holds the current state, `_id` = symbol, written with external
   versioning from `Change.version`, so a stale or duplicated change can never
-  overwrite a newer one, and a REMOVE deletes with a version too.
+  overwrite a newer one. A REMOVE writes a deletion marker (`currency.deleted`)
+  rather than deleting: the engine forgets a delete's version after
+  `index.gc_deletes`, and a change redriven after that would bring the symbol back.
+  Readers of the rates index filter the markers out.
 Field names follow ECS so Kibana and Grafana work without tuning.
 """
 
@@ -16,7 +19,9 @@ from typing import Any, Literal
 
 from chalicelib.changes import Change
 
-Operation = Literal["create", "index", "delete"]
+Operation = Literal["create", "index"]
+# The field that marks a rates document as a deleted symbol (its version kept).
+DELETED = "deleted"
 SEQUENCE_DIGITS = 40
 
 
@@ -27,7 +32,7 @@ class Action:
     operation: Operation
     index: str
     id: str
-    document: dict[str, Any] | None = None
+    document: dict[str, Any]
     version: int | None = None
 
 
@@ -66,22 +71,11 @@ def event_document(change: Change, ingested_at: str) -> dict[str, Any]:
 
 
 def rate_action(change: Change, rates_index: str) -> Action:
+    currency: dict[str, Any] = {"symbol": change.symbol, "version": change.version}
     if change.type == "REMOVE":
-        return Action("delete", rates_index, change.symbol, version=change.version)
-    updated_at = (change.new or {}).get("updated_at")
-    return Action(
-        "index",
-        rates_index,
-        change.symbol,
-        {
-            "@timestamp": change.occurred_at,
-            "event": {"id": change.id},
-            "currency": {
-                "symbol": change.symbol,
-                "rate": change.data["rate"],
-                "version": change.version,
-                "updated_at": updated_at,
-            },
-        },
-        version=change.version,
-    )
+        currency[DELETED] = True
+    else:
+        currency["rate"] = change.data["rate"]
+        currency["updated_at"] = (change.new or {}).get("updated_at")
+    document = {"@timestamp": change.occurred_at, "event": {"id": change.id}, "currency": currency}
+    return Action("index", rates_index, change.symbol, document, version=change.version)

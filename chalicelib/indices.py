@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.documents import DELETED
+
 _DATE = {"type": "date", "format": "strict_date_optional_time||epoch_millis"}
 _KEYWORD = {"type": "keyword"}
 
@@ -27,6 +29,8 @@ _CURRENCY = {
         "updated_at": _DATE,
     }
 }
+# A deleted symbol's document in the rates index (chalicelib.documents) keeps its version.
+_RATES_CURRENCY = {"properties": {**_CURRENCY["properties"], DELETED: {"type": "boolean"}}}
 
 
 def templates(events_index: str, rates_index: str) -> dict[str, dict[str, Any]]:
@@ -61,15 +65,12 @@ def templates(events_index: str, rates_index: str) -> dict[str, dict[str, Any]]:
             "index_patterns": [f"{rates_index}*"],
             "priority": 200,
             "template": {
-                # Tombstones of deletes are kept this long, so a stale write arriving
-                # later than that after a delete cannot resurrect the symbol.
-                "settings": {"index.gc_deletes": "1d"},
                 "mappings": {
                     "dynamic": "strict",
                     "properties": {
                         "@timestamp": _DATE,
                         "event": {"properties": {"id": _KEYWORD}},
-                        "currency": _CURRENCY,
+                        "currency": _RATES_CURRENCY,
                     },
                 },
             },

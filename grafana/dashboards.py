@@ -46,6 +46,8 @@ OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 PROMETHEUS = DataSourceRef(type_val="prometheus", uid="prometheus")
 EVENTS = DataSourceRef(type_val="elasticsearch", uid="currency-events")
 RATES = DataSourceRef(type_val="elasticsearch", uid="currency-rates")
+# The rates index keeps a marker document for a removed symbol (chalicelib.documents); readers skip it.
+LISTED = "NOT currency.deleted:true"
 TIME_FIELD = "@timestamp"
 
 OVERVIEW_UID = "currencies-overview"
@@ -341,11 +343,12 @@ def overview() -> dashboard.Dashboard:
             "Current rate of every currency",
             "What is every currency's rate now? The current-state index (`currency-rates`, one document "
             "per symbol, written with external versions so a stale change never wins), shown as stored: "
-            "the exact decimal text. Removed symbols are absent. The panel reads the last "
+            "the exact decimal text. Removed symbols keep a deletion marker there (so no late change can "
+            "bring them back), which the query leaves out. The panel reads the last "
             f"{CURRENT_STATE_WINDOW} whatever the dashboard's range, so a symbol that has not changed "
             "lately is still listed.",
             "none",
-            lucene("A", RATES, "*", [raw_documents(500)]),
+            lucene("A", RATES, LISTED, [raw_documents(500)]),
         )
         .time_from(CURRENT_STATE_WINDOW)
         .transformations(
@@ -659,6 +662,7 @@ class QueryVariable(dashboard.QueryVariable):
 
 def currency() -> dashboard.Dashboard:
     symbol_query = "currency.symbol:$symbol"
+    listed_symbol_query = f"{symbol_query} AND {LISTED}"
     layout = Layout()
     layout.row("$symbol")
     layout.add(
@@ -668,7 +672,7 @@ def currency() -> dashboard.Dashboard:
             f"(`currency-rates`), exact decimal text. Reads the last {CURRENT_STATE_WINDOW} whatever the "
             "dashboard's range. No value = the symbol does not exist (never created, or removed).",
             "none",
-            lucene("A", RATES, symbol_query, [raw_documents(1)]),
+            lucene("A", RATES, listed_symbol_query, [raw_documents(1)]),
         )
         .graph_mode(common.BigValueGraphMode.NONE)
         .reduce_options(
@@ -760,7 +764,8 @@ def currency() -> dashboard.Dashboard:
         .label("Symbol")
         .description(
             "Symbols in the current-state index whose last change falls in the dashboard's range "
-            "(Grafana filters variable queries by time); type any other symbol."
+            "(Grafana filters variable queries by time), removed ones included so that their history "
+            "stays one click away; type any other symbol."
         )
         .datasource(RATES)
         .query(json.dumps({"find": "terms", "field": "currency.symbol", "size": 500}))

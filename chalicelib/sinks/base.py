@@ -8,7 +8,7 @@ from typing import Any, Literal, Protocol
 
 from chalicelib.documents import Action
 
-Outcome = Literal["written", "duplicate", "stale", "absent", "retryable", "rejected"]
+Outcome = Literal["written", "duplicate", "stale", "retryable", "rejected"]
 FAILED_OUTCOMES: frozenset[Outcome] = frozenset({"retryable", "rejected"})
 
 
@@ -65,8 +65,6 @@ def outcome_of(action: Action, result: ItemResult) -> Outcome:
         return "duplicate"
     if result.status == 409 and action.version is not None:
         return "stale"
-    if result.status == 404 and action.operation == "delete":
-        return "absent"
     if result.status == 429 or result.status >= 500:
         return "retryable"
     return "rejected"

@@ -37,14 +37,15 @@ class RetryPolicy:
 
 
 def encode(action: Action) -> bytes:
-    """One action as its NDJSON lines (metadata line, then the document if any)."""
+    """One action as its NDJSON lines: metadata, then the document."""
     meta: dict[str, Any] = {"_index": action.index, "_id": action.id}
     if action.version is not None:
         meta["version"] = action.version
         meta["version_type"] = "external"
-    lines = [json.dumps({action.operation: meta}, separators=(",", ":"))]
-    if action.document is not None:
-        lines.append(json.dumps(action.document, separators=(",", ":")))
+    lines = (
+        json.dumps({action.operation: meta}, separators=(",", ":")),
+        json.dumps(action.document, separators=(",", ":")),
+    )
     return ("\n".join(lines) + "\n").encode()
 
 

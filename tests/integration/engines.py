@@ -40,10 +40,12 @@ class EngineUnderTest:
         response = self.client.mget(index=index, body={"ids": ids})
         return [doc for doc in response["docs"] if doc.get("found")]
 
+    def _listed(self, symbols: list[str]) -> list[dict[str, Any]]:
+        """Current-state documents of these symbols that are not deletion markers."""
+        return [doc for doc in self._mget(self.rates_index, symbols) if not doc["_source"]["currency"].get("deleted")]
+
     def current_rates(self, symbols: list[str]) -> dict[str, Decimal]:
-        return {
-            doc["_id"]: Decimal(doc["_source"]["currency"]["rate"]) for doc in self._mget(self.rates_index, symbols)
-        }
+        return {doc["_id"]: Decimal(doc["_source"]["currency"]["rate"]) for doc in self._listed(symbols)}
 
     def existing_event_ids(self, ids: list[str]) -> set[str]:
         return {doc["_id"] for doc in self._mget(self.events_index, ids)}
@@ -56,7 +58,14 @@ class EngineUnderTest:
 
     def rates_for(self, symbols: list[str]) -> dict[str, str]:
         """Current-state documents of these symbols: symbol -> rate text."""
-        return {doc["_id"]: doc["_source"]["currency"]["rate"] for doc in self._mget(self.rates_index, symbols)}
+        return {doc["_id"]: doc["_source"]["currency"]["rate"] for doc in self._listed(symbols)}
+
+    def listed_rates(self, index: str) -> dict[str, str]:
+        """What a reader of the current-state index lists, as the dashboards query it: symbol -> rate text."""
+        self.client.indices.refresh(index=index)
+        body = {"query": {"bool": {"must_not": {"term": {"currency.deleted": True}}}}, "size": 1000}
+        hits = self.client.search(index=index, body=body)["hits"]["hits"]
+        return {hit["_id"]: hit["_source"]["currency"]["rate"] for hit in hits}
 
     def count_events_for(self, symbols: list[str]) -> int:
         self.client.indices.refresh(index=self.events_index)

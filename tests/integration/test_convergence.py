@@ -11,13 +11,16 @@ hold each change exactly once.
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chalicelib.changes import Change
 from chalicelib.consumer import InboundMessage, consume
+from chalicelib.sinks.sink import SearchSink
 from currencies_local.synthetic import TableModel
 from tests.integration.engines import EngineUnderTest
 
@@ -79,3 +82,38 @@ def test_a_delete_that_overtakes_its_insert_still_wins(engine: EngineUnderTest) 
         assert report.failed_ids == []
     assert report.outcomes == {"stale": 1}
     assert engine.current_rates([symbol]) == {}
+
+
+def test_a_change_redriven_long_after_a_delete_does_not_bring_the_symbol_back(engine: EngineUnderTest) -> None:
+    """Days later, a redrive delivers the INSERT again, and an older MODIFY of a re-created symbol.
+
+    The engine forgets what it deleted after `index.gc_deletes`; the test sets it to
+    zero on its own indices so that "long after" is now.
+    """
+    run = uuid.uuid4().hex[:8]
+    sink = SearchSink(engine.sink.search_engine, f"late-{run}-events", f"late-{run}-rates")
+    sink.ensure_indices(deadline=None)
+    rates_index = f"late-{run}-rates"
+    engine.client.indices.put_settings(index=rates_index, body={"index.gc_deletes": "0s"})
+    gone, back = f"G{run}", f"B{run}"
+    table = TableModel()
+    table.put(gone, Decimal("1.5"))
+    table.delete(gone)
+    table.put(back, Decimal("2.5"))
+    table.delete(back)
+    table.put(back, Decimal("3.5"))
+    changes = table.changes()
+
+    def deliver(change: Change) -> dict[str, int]:
+        return consume([InboundMessage(change.id, change.to_json())], sink,
+                       events_index=f"late-{run}-events", rates_index=rates_index).outcomes  # fmt: skip
+
+    for change in changes:
+        assert deliver(change) == {"indexed": 1}
+    for _ in range(3):  # refreshes prune the engine's memory of deletes older than gc_deletes
+        engine.client.indices.refresh(index=rates_index)
+        time.sleep(0.5)
+    late = [changes[0], changes[2]]  # gone's INSERT; back's first INSERT (rate 2.5)
+    for change in late:
+        deliver(change)
+    assert engine.listed_rates(rates_index) == {back: "3.5"}

@@ -184,7 +184,33 @@ def test_the_symbol_variable_lists_written_symbols(traffic: None, search: Engine
     buckets = search.client.search(index=index, body=body)["aggregations"]["values"]["buckets"]
     symbols = {bucket["key"] for bucket in buckets}
     assert SYMBOL in symbols
-    assert "GRD" not in symbols  # deleted: gone from the current state
+    assert "GRD" in symbols  # removed, and still listed: its history stays one click away
+
+
+@pytest.mark.usefixtures("traffic")
+@pytest.mark.parametrize(
+    ("name", "dashboard", "panel", "target"),
+    [found for found in search_panels() if found[3].datasource_uid == "currency-rates"],
+    ids=[name for name, _, _, target in search_panels() if target.datasource_uid == "currency-rates"],
+)
+def test_current_rate_panels_leave_out_a_removed_symbol(
+    name: str, dashboard: dict[str, Any], panel: dict[str, Any], target: PanelTarget, search: EngineUnderTest
+) -> None:
+    """GRD was created then removed: its deletion marker stays in the rates index, and no panel shows it."""
+    source = datasources()[target.datasource_uid]
+    index, time_field = source["jsonData"]["index"], source["jsonData"]["timeField"]
+    time_from_ms, time_to_ms = window_ms(dashboard, panel)
+    variables = {**VARIABLES, "symbol": "GRD", "__interval": "1d"}
+    body = es_search_body(
+        target.target, time_from_ms=time_from_ms, time_to_ms=time_to_ms, time_field=time_field, variables=variables
+    )
+    marker = eventually(
+        lambda: search.client.get(index=index, id="GRD")["_source"]["currency"], lambda c: "deleted" in c
+    )
+    assert marker["deleted"] is True
+    search.client.indices.refresh(index=index)
+    hits = search.client.search(index=index, body={**body, "size": 1000})["hits"]["hits"]
+    assert "GRD" not in {hit["_source"]["currency"]["symbol"] for hit in hits}, name
 
 
 @pytest.mark.usefixtures("traffic")

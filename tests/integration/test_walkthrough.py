@@ -49,5 +49,10 @@ def test_original_example_calls_end_up_in_the_search_engine(pipeline: LocalPipel
     assert versions == sorted(versions)
     assert len(set(versions)) == 3
     assert search.rates_for(symbols) == {"USD": "100"}
+    search.client.indices.refresh(index=search.rates_index)
+    # The README's query, narrowed to this test's symbols: other tests share the index.
+    readme_query = "NOT+currency.deleted:true+AND+currency.symbol:(USD+OR+EUR)"
+    hits = curl(f"{search.url}/{search.rates_index}/_search?q={readme_query}")["hits"]["hits"]
+    assert [hit["_id"] for hit in hits] == ["USD"]
     listed = [(c["symbol"], c["rate"]) for c in curl(f"{api}/currency")["currencies"] if c["symbol"] in symbols]
     assert listed == [("USD", "100")]

@@ -107,13 +107,6 @@ def test_older_change_is_stale_not_a_failure() -> None:
     assert report.outcomes == {"stale": 1}
 
 
-def test_remove_of_an_absent_rate_is_not_a_failure() -> None:
-    sink = FakeSink(by_target({(RATES, "EUR"): 404}))
-    report = run([message("m1", change("c1", kind="REMOVE").to_json())], sink)
-    assert report.failed_ids == []
-    assert report.outcomes == {"indexed": 1}
-
-
 def test_a_rejected_event_document_fails_only_its_message() -> None:
     sink = FakeSink(by_target({(EVENTS, "c2"): 400}))
     messages = [

@@ -55,11 +55,14 @@ def test_write_gives_an_event_create_and_a_versioned_rate_index(kind: str) -> No
     assert rate.document["@timestamp"] == change.occurred_at
 
 
-def test_remove_gives_a_versioned_delete_of_the_symbol() -> None:
+def test_remove_marks_the_symbol_deleted_and_keeps_its_version() -> None:
+    """A marker, not a delete: the engine forgets deletes, and a late redrive would resurrect the symbol."""
     change = make_change("REMOVE", version=1_000_006)
     event, rate = actions(change)
     assert (event.operation, event.index, event.id) == ("create", EVENTS, change.id)
-    assert rate == Action("delete", RATES, "EUR", None, 1_000_006)
+    assert (rate.operation, rate.index, rate.id, rate.version) == ("index", RATES, "EUR", 1_000_006)
+    assert rate.document["currency"] == {"symbol": "EUR", "version": 1_000_006, "deleted": True}
+    assert rate.document["@timestamp"] == change.occurred_at
 
 
 @pytest.mark.parametrize(

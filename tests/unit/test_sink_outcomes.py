@@ -12,7 +12,6 @@ from chalicelib.sinks.bulk import encode, parse_item
 
 CREATE = Action("create", "events", "change-1", {"event": {"id": "change-1"}})
 INDEX = Action("index", "rates", "EUR", {"currency": {"symbol": "EUR"}}, version=7)
-DELETE = Action("delete", "rates", "EUR", version=8)
 UNVERSIONED_INDEX = Action("index", "rates", "EUR", {"currency": {"symbol": "EUR"}})
 
 
@@ -21,17 +20,13 @@ UNVERSIONED_INDEX = Action("index", "rates", "EUR", {"currency": {"symbol": "EUR
     [
         (CREATE, 201, "written"),
         (INDEX, 200, "written"),
-        (DELETE, 200, "written"),
         (CREATE, 409, "duplicate"),  # the change was already indexed: redelivery
         (INDEX, 409, "stale"),  # a newer version is already there
-        (DELETE, 409, "stale"),
         (UNVERSIONED_INDEX, 409, "rejected"),  # without a version a conflict is unexpected
-        (DELETE, 404, "absent"),
         (INDEX, 404, "rejected"),
         (CREATE, 404, "rejected"),
         (CREATE, 429, "retryable"),
         (INDEX, 500, "retryable"),
-        (DELETE, 503, "retryable"),
         (CREATE, 400, "rejected"),
         (INDEX, 400, "rejected"),
         (INDEX, 413, "rejected"),
@@ -41,7 +36,7 @@ def test_outcome_table(action: Action, status: int, outcome: str) -> None:
     assert outcome_of(action, ItemResult(status)) == outcome
 
 
-@given(st.sampled_from([CREATE, INDEX, DELETE, UNVERSIONED_INDEX]), st.integers(100, 599))
+@given(st.sampled_from([CREATE, INDEX, UNVERSIONED_INDEX]), st.integers(100, 599))
 def test_only_unexpected_errors_fail_the_message(action: Action, status: int) -> None:
     """Retry exactly what a retry can fix (429, 5xx); reject other errors; conflicts the design expects are fine."""
     outcome = outcome_of(action, ItemResult(status))
@@ -49,9 +44,7 @@ def test_only_unexpected_errors_fail_the_message(action: Action, status: int) ->
         assert outcome == "written"
     elif status == 429 or status >= 500:
         assert outcome == "retryable"
-    elif (status == 409 and (action.operation == "create" or action.version is not None)) or (
-        status == 404 and action.operation == "delete"
-    ):
+    elif status == 409 and (action.operation == "create" or action.version is not None):
         assert outcome not in FAILED_OUTCOMES
     else:
         assert outcome == "rejected"
@@ -64,27 +57,26 @@ def ndjson(actions: list[Action]) -> list[dict[str, object]]:
 
 
 def test_operations_lines() -> None:
-    """The bulk body: one meta line per action, then its document unless it is a delete."""
-    assert ndjson([CREATE, INDEX, DELETE]) == [
+    """The bulk body: one meta line per action, then its document."""
+    assert ndjson([CREATE, INDEX]) == [
         {"create": {"_index": "events", "_id": "change-1"}},
         {"event": {"id": "change-1"}},
         {"index": {"_index": "rates", "_id": "EUR", "version": 7, "version_type": "external"}},
         {"currency": {"symbol": "EUR"}},
-        {"delete": {"_index": "rates", "_id": "EUR", "version": 8, "version_type": "external"}},
     ]
 
 
 def test_operations_keep_version_zero() -> None:
     """0 is a valid external version; a truthiness test would drop it."""
-    (meta,) = ndjson([Action("delete", "rates", "EUR", version=0)])
-    assert meta == {"delete": {"_index": "rates", "_id": "EUR", "version": 0, "version_type": "external"}}
+    meta, _ = ndjson([Action("index", "rates", "EUR", {}, version=0)])
+    assert meta == {"index": {"_index": "rates", "_id": "EUR", "version": 0, "version_type": "external"}}
 
 
 @pytest.mark.parametrize(
     ("item", "expected"),
     [
         ({"create": {"_id": "a", "status": 201, "result": "created"}}, ItemResult(201)),
-        ({"delete": {"_id": "EUR", "status": 404, "result": "not_found"}}, ItemResult(404)),
+        ({"index": {"_id": "EUR", "status": 409, "result": "version_conflict"}}, ItemResult(409)),
         (
             {
                 "index": {
