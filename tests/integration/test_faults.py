@@ -7,10 +7,14 @@ symbol's history in the events index is exactly the writes made, in version orde
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import signal
+import threading
 import time
+import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +22,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from chalicelib.bus import unwrap
 from chalicelib.currency import CurrencyRate
+from chalicelib.observability.metrics import REGISTRY
 from chalicelib.store import RateStore
 from currencies_local.pipeline import LocalPipeline
 from tests.integration.conftest import ENGINE_PROCESSES
@@ -108,13 +114,8 @@ def test_the_consumer_dies_half_way_through_its_bulk_writes(
 
 
 def _action_line_indices(lines: list[bytes]) -> list[int]:
-    """Where each bulk action starts: a metadata line (a delete has no document line after it)."""
-    starts, position = [], 0
-    while position < len(lines):
-        starts.append(position)
-        meta = json.loads(lines[position])
-        position += 1 if "delete" in meta else 2
-    return starts
+    """Where each bulk action starts: every action is a metadata line and a document line."""
+    return list(range(0, len(lines), 2))
 
 
 def test_sns_refuses_some_entries_then_everything_for_a_while(
@@ -158,3 +159,236 @@ def test_sns_refuses_some_entries_then_everything_for_a_while(
     reconcile(pipeline, search, symbols, writes)
     assert calls["partial"] > 0
     assert calls["throttled"] > 0
+
+
+def test_eight_writers_race_creates_updates_and_deletes_on_three_symbols(
+    pipeline: LocalPipeline, search: EngineUnderTest
+) -> None:
+    """400 operations from 8 threads at once, through the whole pipeline: the indices agree with the table."""
+    assert pipeline.resources is not None
+    table = boto3.resource("dynamodb").Table(pipeline.resources.table_name)
+    symbols = ["WRA", "WRB", "WRC"]
+    rng = random.Random(8)
+    plans = [
+        [(rng.choice(symbols), rng.random() < 0.3, Decimal(rng.randint(1, 10**6)).scaleb(-3)) for _ in range(50)]
+        for _ in range(8)
+    ]
+    writes: list[int] = []
+
+    def write(plan: list[tuple[str, bool, Decimal]]) -> None:
+        store = RateStore(table)  # one per writer, as separate Lambda containers have
+        for symbol, delete, rate in plan:
+            if delete:
+                writes.append(store.delete(symbol) is not None)  # deleting a missing symbol writes nothing
+            else:
+                store.put(CurrencyRate(symbol, rate))
+                writes.append(True)
+
+    threads = [threading.Thread(target=write, args=(plan,)) for plan in plans]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(writes) == 400, "a writer failed"
+    assert sum(writes) > 300
+    reconcile(pipeline, search, symbols, sum(writes))
+    removals = [e for e in search.events_for(symbols) if e["event"]["action"] == "remove"]
+    assert len(removals) > len(symbols), "no symbol was deleted and re-created"
+
+
+def test_every_message_delivered_two_or_three_times_shuffled(
+    pipeline: LocalPipeline, search: EngineUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SNS takes every change but delivers nothing at first; then each is delivered 2 or 3 times, in random order."""
+    import app  # noqa: PLC0415 - the pipeline's own stream handler client, as the Lambda builds it
+
+    sns = app.clients.sns()
+    real_publish_batch = sns.publish_batch
+    held: list[dict[str, Any]] = []
+
+    def hold(**request: Any) -> dict[str, Any]:
+        entries = request["PublishBatchRequestEntries"]
+        held.extend(entries)
+        return {"Successful": [{"Id": e["Id"], "MessageId": uuid.uuid4().hex} for e in entries], "Failed": []}
+
+    monkeypatch.setattr(sns, "publish_batch", hold)
+    assert pipeline.resources is not None
+    store = RateStore(boto3.resource("dynamodb").Table(pipeline.resources.table_name))
+    symbols = [f"D{a}{b}" for a in "ABC" for b in "ABCD"]
+    rng = random.Random(23)
+    writes = 0
+    for _ in range(150):
+        symbol = rng.choice(symbols)
+        if rng.random() < 0.15:
+            writes += store.delete(symbol) is not None
+        else:
+            store.put(CurrencyRate(symbol, Decimal(rng.randint(1, 10**6)).scaleb(-3)))
+            writes += 1
+    eventually(lambda: len(held), lambda n: n >= writes, 60)
+    monkeypatch.setattr(sns, "publish_batch", real_publish_batch)
+    assert len(held) == writes
+
+    deliveries = [entry for entry in held for _ in range(rng.randint(2, 3))]
+    rng.shuffle(deliveries)
+    duplicates_before = _consumed("duplicate")
+    for start in range(0, len(deliveries), 10):
+        batch = [{**entry, "Id": str(n)} for n, entry in enumerate(deliveries[start : start + 10])]
+        response = real_publish_batch(TopicArn=pipeline.resources.topic_arn, PublishBatchRequestEntries=batch)
+        assert not response.get("Failed")
+    reconcile(pipeline, search, symbols, writes)
+    extra = len(deliveries) - writes
+    assert eventually(lambda: _consumed("duplicate") - duplicates_before, lambda n: n >= extra, 60) == extra
+
+
+def _consumed(outcome: str) -> float:
+    return REGISTRY.get_sample_value("currencies_consumer_messages_total", {"outcome": outcome}) or 0.0
+
+
+def _streamed(outcome: str) -> float:
+    return sum(
+        REGISTRY.get_sample_value("currencies_stream_records_total", {"event_type": kind, "outcome": outcome}) or 0.0
+        for kind in ("INSERT", "MODIFY", "REMOVE")
+    )
+
+
+def _dead_letters(dlq_url: str, wanted: Callable[[dict[str, Any]], bool], count: int) -> list[dict[str, Any]]:
+    """The DLQ's letters that `wanted` picks, as JSON, once `count` of them are there (left in the queue)."""
+    sqs = boto3.client("sqs")
+    found: dict[str, dict[str, Any]] = {}
+
+    def peek() -> int:
+        response = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        for message in response.get("Messages", []):
+            letter = _letter(message["Body"])
+            if letter is not None and wanted(letter):
+                found[message["MessageId"]] = letter
+        return len(found)
+
+    eventually(peek, lambda n: n >= count, 90)
+    return list(found.values())
+
+
+def _letter(body: str) -> dict[str, Any] | None:
+    """A dead letter's JSON; a message SQS moved by its redrive policy is the raw SNS envelope instead."""
+    parsed = json.loads(body)
+    return parsed if isinstance(parsed, dict) and "source" in parsed else {"source": "redrive_policy", "raw": body}
+
+
+def test_poison_records_and_messages_end_in_the_dlq_with_reasons_and_the_rest_is_indexed(
+    pipeline: LocalPipeline, search: EngineUnderTest
+) -> None:
+    """Foreign items mixed into a shard of good writes, poison messages into the consumer's batches."""
+    assert pipeline.resources is not None
+    resources = pipeline.resources
+    table = boto3.resource("dynamodb").Table(resources.table_name)
+    store = RateStore(table)
+    good = [f"P{a}{b}" for a in "AB" for b in "ABCDE"]
+    foreign = {
+        "PXA": {"note": "foreign"},  # no rate
+        "PXB": {"rate": "not a number"},
+        "PXC": {"rate": {"amount": Decimal(1), "unit": "EUR"}},  # nested attributes
+        "PXD": {"rate": Decimal("1.5"), "revision": 1, "created_at": 1, "blob": "x" * 300_000},  # a 300 KB item
+    }
+    now = "2026-11-27T00:00:00.000Z"
+    valid = {
+        **{"schema": "currencies.change.v1", "type": "INSERT", "data": {"symbol": "PMX", "rate": "1"}, "id": "x"},
+        **{"sequence": "1", "version": 1, "occurred_at": now, "published_at": now, "old": None, "new": None},
+    }
+    poison_messages = {
+        "not JSON": "this is {not json",
+        "wrong schema version": json.dumps({**valid, "schema": "currencies.change.v9", "id": uuid.uuid4().hex}),
+        "unknown type": json.dumps({**valid, "type": "UPSERT", "id": uuid.uuid4().hex}),
+        "missing fields": json.dumps({"schema": "currencies.change.v1", "type": "INSERT", "id": uuid.uuid4().hex}),
+        "oversized": json.dumps({**valid, "id": uuid.uuid4().hex, "data": {"symbol": "PMY", "rate": "9" * 200_000}}),
+    }
+    dead_lettered_before = _streamed("dead_lettered")
+    sns = boto3.client("sns")
+    rng = random.Random(31)
+    poisons = [*foreign.items(), *poison_messages.items()]
+    writes = 0
+    for n in range(60):
+        store.put(CurrencyRate(rng.choice(good), Decimal(rng.randint(1, 10**6)).scaleb(-3)))
+        writes += 1
+        if n % 6 == 3 and poisons:
+            name, poison = poisons.pop(0)
+            if isinstance(poison, dict):
+                table.put_item(Item={"symbol": name, **poison})
+            else:
+                sns.publish(TopicArn=resources.topic_arn, Message=poison)
+    reconcile(pipeline, search, good, writes)
+
+    stream_letters = _dead_letters(
+        resources.dlq_url,
+        lambda letter: (
+            letter["source"] == "stream" and (letter.get("keys") or {}).get("symbol", {}).get("S") in foreign
+        ),
+        len(foreign),
+    )
+    by_symbol = {letter["keys"]["symbol"]["S"]: letter for letter in stream_letters}
+    assert set(by_symbol) == set(foreign)
+    assert "rate" in by_symbol["PXA"]["reason"]
+    assert "rate" in by_symbol["PXB"]["reason"]
+    assert "rate" in by_symbol["PXC"]["reason"]
+    assert by_symbol["PXD"]["payload"] is None  # too large for SQS: its keys and sequence say where it is
+    assert by_symbol["PXD"]["size"] > 300_000
+    assert "bytes" in by_symbol["PXD"]["reason"]
+    assert _streamed("dead_lettered") - dead_lettered_before >= len(foreign)
+
+    texts = set(poison_messages.values())
+    consumer_letters = _dead_letters(
+        resources.dlq_url,
+        lambda letter: letter["source"] == "consumer" and unwrap(letter.get("payload") or "") in texts,
+        len(texts),
+    )
+    reasons = {unwrap(letter["payload"]): letter["reason"] for letter in consumer_letters}
+    assert set(reasons) == texts
+    for name, text in poison_messages.items():
+        assert reasons[text], f"the {name} message has no reason"
+    assert "schema" in reasons[poison_messages["wrong schema version"]]
+    assert "UPSERT" in reasons[poison_messages["unknown type"]]
+    assert "currency.rate" in reasons[poison_messages["oversized"]]
+    assert search.rates_for(["PMX", "PMY", *foreign]) == {}
+
+
+def test_the_dlq_refuses_letters_and_nothing_blocks_or_vanishes(
+    pipeline: LocalPipeline, search: EngineUnderTest, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The dead-letter queue refuses every letter for a while (a KMS key revoked, a policy change):
+    a foreign stream record is logged whole and counted; a poison message is retried until SQS's
+    own redrive policy moves it there; good writes on the same shard are all indexed."""
+    import app  # noqa: PLC0415 - the handlers' SQS client, as the Lambdas build it
+
+    assert pipeline.resources is not None
+    resources = pipeline.resources
+    sqs = app.clients.sqs()
+    real_send = sqs.send_message
+
+    def refuse_letters(**request: Any) -> dict[str, Any]:
+        if request["QueueUrl"] == resources.dlq_url:
+            raise ClientError({"Error": {"Code": "KmsAccessDenied", "Message": "key disabled"}}, "SendMessage")
+        return real_send(**request)
+
+    monkeypatch.setattr(sqs, "send_message", refuse_letters)
+    caplog.set_level(logging.ERROR, logger="chalicelib")
+    failed_before = _streamed("dead_letter_failed")
+    table = boto3.resource("dynamodb").Table(resources.table_name)
+    store = RateStore(table)
+    good = ["RLA", "RLB", "RLC"]
+    poison = json.dumps({"schema": "currencies.change.v1", "type": "INSERT", "id": uuid.uuid4().hex})
+    for n in range(30):
+        store.put(CurrencyRate(good[n % 3], Decimal(n + 1)))
+        if n == 10:
+            table.put_item(Item={"symbol": "RLX", "note": "written by another tool"})
+            boto3.client("sns").publish(TopicArn=resources.topic_arn, Message=poison)
+    reconcile(pipeline, search, good, 30)
+    assert eventually(lambda: _streamed("dead_letter_failed") - failed_before, lambda n: n >= 1, 30) == 1
+    [line] = [r for r in caplog.records if "neither published nor dead-lettered" in r.getMessage()]
+    assert "written by another tool" in line.__dict__["record"]  # the whole record, kept in the log
+
+    # The consumer cannot dead-letter the poison: it fails it, and after the queue's
+    # maxReceiveCount SQS moves it to the DLQ itself (as the raw envelope, without our reason).
+    [moved] = _dead_letters(
+        resources.dlq_url, lambda letter: letter["source"] == "redrive_policy" and unwrap(letter["raw"]) == poison, 1
+    )
+    assert json.loads(moved["raw"])["Type"] == "Notification"
+    assert any("dead-lettering failed" in r.getMessage() for r in caplog.records)
