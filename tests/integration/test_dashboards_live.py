@@ -149,6 +149,23 @@ def test_every_promql_panel_returns_data(name: str, target: PanelTarget, observa
     assert eventually(series, bool, 30), f"{name}: {expr} returned no data"
 
 
+def grafana_search(
+    dashboard: dict[str, Any], panel: dict[str, Any], target: PanelTarget, symbol: str = SYMBOL
+) -> tuple[str, dict[str, Any]]:
+    """The index and search body Grafana sends for a panel's target, with `$symbol` = `symbol`."""
+    source = datasources()[target.datasource_uid]
+    time_from_ms, time_to_ms = window_ms(dashboard, panel)
+    interval = grafana_interval((time_to_ms - time_from_ms) / 1000)
+    body = es_search_body(
+        target.target,
+        time_from_ms=time_from_ms,
+        time_to_ms=time_to_ms,
+        time_field=source["jsonData"]["timeField"],
+        variables={**VARIABLES, "__interval": interval, "symbol": symbol},
+    )
+    return source["jsonData"]["index"], body
+
+
 @pytest.mark.usefixtures("traffic")
 @pytest.mark.parametrize(
     ("name", "dashboard", "panel", "target"), search_panels(), ids=[name for name, *_ in search_panels()]
@@ -156,13 +173,7 @@ def test_every_promql_panel_returns_data(name: str, target: PanelTarget, observa
 def test_every_search_panel_returns_hits(
     name: str, dashboard: dict[str, Any], panel: dict[str, Any], target: PanelTarget, search: EngineUnderTest
 ) -> None:
-    source = datasources()[target.datasource_uid]
-    index, time_field = source["jsonData"]["index"], source["jsonData"]["timeField"]
-    time_from_ms, time_to_ms = window_ms(dashboard, panel)
-    variables = {**VARIABLES, "__interval": grafana_interval((time_to_ms - time_from_ms) / 1000)}
-    body = es_search_body(
-        target.target, time_from_ms=time_from_ms, time_to_ms=time_to_ms, time_field=time_field, variables=variables
-    )
+    index, body = grafana_search(dashboard, panel, target)
     search.client.indices.refresh(index=index)
     response = search.client.search(index=index, body=body)
     if body["size"]:
@@ -197,13 +208,7 @@ def test_current_rate_panels_leave_out_a_removed_symbol(
     name: str, dashboard: dict[str, Any], panel: dict[str, Any], target: PanelTarget, search: EngineUnderTest
 ) -> None:
     """GRD was created then removed: its deletion marker stays in the rates index, and no panel shows it."""
-    source = datasources()[target.datasource_uid]
-    index, time_field = source["jsonData"]["index"], source["jsonData"]["timeField"]
-    time_from_ms, time_to_ms = window_ms(dashboard, panel)
-    variables = {**VARIABLES, "symbol": "GRD", "__interval": "1d"}
-    body = es_search_body(
-        target.target, time_from_ms=time_from_ms, time_to_ms=time_to_ms, time_field=time_field, variables=variables
-    )
+    index, body = grafana_search(dashboard, panel, target, symbol="GRD")
     marker = eventually(
         lambda: search.client.get(index=index, id="GRD")["_source"]["currency"], lambda c: "deleted" in c
     )

@@ -29,7 +29,7 @@ from chalicelib.store import RateStore
 from currencies_local.pipeline import LocalPipeline
 from tests.integration.conftest import ENGINE_PROCESSES
 from tests.integration.engines import EngineUnderTest
-from tests.integration.support import eventually
+from tests.integration.support import eventually, random_write
 
 OUTAGE_S = 20
 CHANGES = 2000
@@ -69,12 +69,7 @@ def test_the_engine_frozen_for_20_s_in_the_middle_of_2000_changes(
             if frozen_at is not None and time.monotonic() - frozen_at > OUTAGE_S:
                 os.killpg(node.pid, signal.SIGCONT)
                 frozen_at = -1.0
-            symbol = rng.choice(symbols)
-            if rng.random() < 0.1:
-                writes += store.delete(symbol) is not None
-            else:
-                store.put(CurrencyRate(symbol, Decimal(rng.randint(1, 10**6)).scaleb(-3)))
-                writes += 1
+            writes += random_write(store, symbols, rng)
         if frozen_at is not None and frozen_at >= 0:
             time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - frozen_at)))
     finally:
@@ -218,12 +213,7 @@ def test_every_message_delivered_two_or_three_times_shuffled(
     rng = random.Random(23)
     writes = 0
     for _ in range(150):
-        symbol = rng.choice(symbols)
-        if rng.random() < 0.15:
-            writes += store.delete(symbol) is not None
-        else:
-            store.put(CurrencyRate(symbol, Decimal(rng.randint(1, 10**6)).scaleb(-3)))
-            writes += 1
+        writes += random_write(store, symbols, rng, delete_share=0.15)
     eventually(lambda: len(held), lambda n: n >= writes, 60)
     monkeypatch.setattr(sns, "publish_batch", real_publish_batch)
     assert len(held) == writes

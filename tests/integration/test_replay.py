@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import boto3
 
 from chalicelib.changes import Change, change_from_record
 from chalicelib.consumer import InboundMessage, consume
-from chalicelib.currency import CurrencyRate
 from chalicelib.store import RateStore
 from currencies_local.lambda_events import dynamodb_event
 from currencies_local.moto import REGION
 from currencies_local.pipeline import LocalPipeline
 from currencies_local.synthetic import random_table
 from tests.integration.engines import EngineUnderTest
-from tests.integration.support import eventually
+from tests.integration.support import eventually, random_write
 
 CHANGES = 1000
 SYMBOLS = [f"Q{a}{b}" for a in "ABCD" for b in "ABCDEFGHIJ"]  # 40 symbols no other test uses
@@ -61,12 +59,7 @@ def test_pipeline_changes_replayed_three_times_shuffled(pipeline: LocalPipeline,
     rng = random.Random(7)
     writes = 0
     while writes < CHANGES:
-        symbol = rng.choice(SYMBOLS)
-        if rng.random() < 0.1:
-            writes += store.delete(symbol) is not None
-        else:
-            store.put(CurrencyRate(symbol, Decimal(rng.randint(1, 10**6)).scaleb(-3)))
-            writes += 1
+        writes += random_write(store, SYMBOLS, rng)
 
     def indexed() -> int:
         return search.count_events_for(SYMBOLS)
