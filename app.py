@@ -11,7 +11,7 @@ from typing import Any
 from chalice import Chalice, Rate, Response
 from chalice.app import CloudWatchEvent, DynamoDBEvent, SNSEvent, SQSEvent
 
-from chalicelib import api, clients
+from chalicelib import api, clients, openapi
 from chalicelib.consumer import BatchReport, InboundMessage, consume, deadline_of
 from chalicelib.observability import janitor, logs, metrics, push
 from chalicelib.observability.queues import sample_depths
@@ -63,6 +63,11 @@ def get_currency_history(symbol: str) -> Response:
 @app.route("/currency/{symbol}", methods=["DELETE"])
 def delete_currency(symbol: str) -> Response:
     return api.delete(clients.store(), symbol)
+
+
+@app.route("/openapi.json", methods=["GET"])
+def get_openapi_document() -> dict[str, object]:
+    return openapi.document()
 
 
 metrics.start_routes_at_zero(app.routes)

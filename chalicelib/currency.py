@@ -20,8 +20,12 @@ MAX_SIGNIFICANT_DIGITS = 18
 MAX_RATE = Decimal("1e15")
 MIN_EXPONENT = -18
 
-_SYMBOL = re.compile(r"[A-Za-z]{3}")
-_RATE_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?|\.[0-9]+")
+# Python regexes matched whole (fullmatch); chalicelib.openapi anchors them for JSON Schema.
+SYMBOL_PATTERN = r"[A-Za-z]{3}"
+RATE_TEXT_PATTERN = r"[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?|\.[0-9]+"
+
+_SYMBOL = re.compile(SYMBOL_PATTERN)
+_RATE_TEXT = re.compile(RATE_TEXT_PATTERN)
 
 
 class ClientError(ValueError):
