@@ -20,8 +20,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from chalicelib.observability.metrics import REGISTRY
+from currencies_local.moto import aws_environment
 from currencies_local.pipeline import LocalPipeline, Options
 from currencies_local.processes import StartupError
+from currencies_ops.cli import verify
+from currencies_ops.redrive_command import redrive
+from currencies_ops.repair_commands import backfill, replay
 
 console = Console()
 LOCK_PATH = Path(
@@ -133,9 +137,13 @@ def _single_instance() -> IO[str]:
 
 
 def _write_lock(lock: IO[str], pipeline: LocalPipeline) -> None:
+    """Who runs, and the settings operator commands need to work on this pipeline (`currencies verify --local`)."""
+    environment = {**aws_environment(pipeline.moto_url), **pipeline.environment}
+    if pipeline.options.prometheus:
+        environment["CURRENCIES_PUSHGATEWAY_URL"] = pipeline.pushgateway_url
     lock.seek(0)
     lock.truncate()
-    lock.write(json.dumps({"pid": os.getpid(), "api": pipeline.api_url}))
+    lock.write(json.dumps({"pid": os.getpid(), "api": pipeline.api_url, "environment": environment}))
     lock.flush()
 
 
@@ -187,3 +195,9 @@ def _counts(pipeline: LocalPipeline) -> Table:
         str(pipeline.dead_letter_depth()),
     )
     return table
+
+
+main.add_command(verify)
+main.add_command(redrive)
+main.add_command(backfill)
+main.add_command(replay)

@@ -52,6 +52,9 @@ class SearchEngine(Protocol):
     def search(self, index: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """Run a search; raises EngineUnavailable when the engine cannot answer."""
 
+    def refresh(self, index: str, timeout_s: float) -> None:
+        """Make every write acknowledged so far visible to searches (they see the last refresh)."""
+
 
 class EngineUnavailable(RuntimeError):
     """The engine gave no usable answer (connection, timeout, 429/5xx for the whole request)."""

@@ -57,6 +57,9 @@ class ElasticsearchEngine:
     def search(self, index: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         return self._call(lambda client: client.search(index=index, ignore_unavailable=True, **body), timeout_s).body
 
+    def refresh(self, index: str, timeout_s: float) -> None:
+        self._call(lambda client: client.indices.refresh(index=index, ignore_unavailable=True), timeout_s)
+
     def _call(self, request: Any, timeout_s: float) -> Any:
         try:
             return request(self._client.options(request_timeout=timeout_s))

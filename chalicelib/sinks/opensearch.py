@@ -61,6 +61,11 @@ class OpenSearchEngine:
             lambda: self._client.search(index=index, body=body, ignore_unavailable=True, request_timeout=timeout_s)
         )
 
+    def refresh(self, index: str, timeout_s: float) -> None:
+        self._call(
+            lambda: self._client.indices.refresh(index=index, ignore_unavailable=True, request_timeout=timeout_s)
+        )
+
     def _call(self, request: Any) -> Any:
         try:
             return request()

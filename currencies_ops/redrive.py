@@ -1,0 +1,526 @@
+"""`currencies redrive`: read the dead-letter queue, and send chosen letters back where they belong.
+
+A letter (`chalicelib.deadletter`) says which stage gave up on its payload:
+- source "stream": the payload is the DynamoDB stream record; it is converted again with
+  `change_from_record` and the change published to the topic with `bus.publish`, as the
+  stream handler would (the change's version comes from the record, so a stale redrive
+  loses to any later change);
+- source "consumer": the payload is the consumer's SQS body (an SNS envelope, or a raw
+  change); the change inside (`bus.unwrap`) goes to the consumer's queue as a raw change.
+A message without a letter's shape was moved by the queue's own redrive policy (an SNS
+envelope or a raw change the consumer kept failing on): it goes back to the queue too.
+
+Every letter read stays hidden from other readers while the run works (its visibility is
+extended on long runs); a letter is deleted only after its own re-send succeeded, and every
+letter not deleted is made visible again at the end. A failed delete leaves a re-sent letter
+in the queue: seen again later, and harmless then, since the consumer is idempotent.
+
+The parsing, choosing, planning and grouping are pure functions; SQS and SNS calls are at the edges.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.batching import sized_batches
+from chalicelib.bus import SNS_BATCH_LIMIT, publish, unwrap
+from chalicelib.changes import Change, InvalidChange, change_from_record
+from chalicelib.deadletter import SQS_MAX_BYTES, _identifiers
+from currencies_ops.metrics import OperationMetrics
+from currencies_ops.target import AWS_CONFIG, Target
+from currencies_ops.verify import Progress, Quiet, _chunks
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MOVED_REASON = "moved by the queue's redrive policy (no reason recorded)"
+UNKNOWN_REASON = "not a dead letter of this pipeline"
+SQS_BATCH = 10
+"""SQS's limit of messages per receive, send, delete and visibility batch."""
+RECEIVE_WAIT_S = 1
+"""Long polling asks every SQS server, so an empty answer means nothing is visible any more."""
+HIDE_S = 300
+"""How long letters read stay invisible to other readers; extended while the run lasts."""
+EXTEND_BEFORE_S = 120
+"""Letters are hidden again for HIDE_S once less than this is left."""
+DEFAULT_LIMIT = 10_000
+
+Source = Literal["stream", "consumer", "unknown"]
+Destination = Literal["topic", "queue"]
+Mode = Literal["show", "dry_run", "redrive"]
+
+
+class QueueUnreadable(RuntimeError):
+    """The dead-letter queue is not configured or could not be read; the message says which call."""
+
+
+# -- The pure part: parse, choose, plan, group ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Letter:
+    message_id: str
+    """SQS's id of the message in the dead-letter queue."""
+    source: Source
+    reason: str
+    payload: str | None
+    """The original text; None when the letter went without it (too large) or is not ours."""
+    identifiers: dict[str, Any] = field(default_factory=dict)
+    """What the letter says about the original: keys, event_id, sequence, event_name, message_id, size."""
+
+    @property
+    def group(self) -> tuple[str, str]:
+        return self.source, self.reason
+
+    @property
+    def example(self) -> str:
+        """How an operator finds the original: its symbol and sequence, else any id the letter has."""
+        keys = self.identifiers.get("keys")
+        key = keys.get("symbol") if isinstance(keys, dict) else None
+        symbol = key.get("S") if isinstance(key, dict) else None
+        sequence = self.identifiers.get("sequence")
+        if symbol is not None:
+            return f"{symbol} (sequence {sequence})" if sequence is not None else str(symbol)
+        for name in ("event_id", "message_id"):
+            if self.identifiers.get(name) is not None:
+                return f"{name} {self.identifiers[name]}"
+        return f"SQS message {self.message_id}"
+
+
+def parse_letter(message_id: str, body: str) -> Letter:
+    """What one dead-letter-queue message is: our letter, a message SQS moved there, or something else."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        return Letter(message_id, "unknown", UNKNOWN_REASON, None)
+    source, reason, payload = parsed.get("source"), parsed.get("reason"), parsed.get("payload", False)
+    if source in ("stream", "consumer") and isinstance(reason, str) and (payload is None or isinstance(payload, str)):
+        identifiers = {name: value for name, value in parsed.items() if name not in ("source", "reason", "payload")}
+        return Letter(message_id, source, reason, payload, identifiers)
+    # SQS moved it after maxReceiveCount receives: an SNS envelope, or a raw change (raw message delivery).
+    if parsed.get("Type") == "Notification" or ("type" in parsed and "data" in parsed):
+        return Letter(message_id, "consumer", MOVED_REASON, body, _identifiers(body, "consumer"))
+    return Letter(message_id, "unknown", UNKNOWN_REASON, None)
+
+
+def chosen(letter: Letter, source: str | None, reason: str | None) -> bool:
+    """Whether the operator's filters pick the letter (`reason`: a case-insensitive substring)."""
+    return (source is None or letter.source == source) and (
+        reason is None or reason.casefold() in letter.reason.casefold()
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where a letter goes back to and what is sent, or why it cannot be re-sent (`problem`)."""
+
+    destination: Destination | None
+    change: Change | None = None
+    body: str | None = None
+    """The raw change text for the queue: the original, unwrapped from its SNS envelope."""
+    problem: str | None = None
+
+
+def plan(letter: Letter, published_at: datetime) -> Plan:
+    """The re-send of one letter, checked as its stage will check it, so a letter that would only fail again stays."""
+    if letter.source == "unknown":
+        return Plan(None, problem=f"{UNKNOWN_REASON}: cannot tell where it belongs")
+    if letter.payload is None:
+        found = ", ".join(
+            f"{name} {json.dumps(letter.identifiers[name])}"
+            for name in ("keys", "sequence", "event_id", "event_name", "message_id", "size")
+            if name in letter.identifiers
+        )
+        return Plan(
+            None, problem=f"the letter has no payload (the original was too large to keep): {found or 'no ids'}"
+        )
+    if letter.source == "stream":
+        try:
+            record = json.loads(letter.payload)
+            if not isinstance(record, dict):
+                raise InvalidChange("the payload is not a stream record (a JSON object)")
+            return Plan("topic", change=change_from_record(record, published_at))
+        except (ValueError, RecursionError) as error:  # InvalidChange is a ValueError
+            return Plan(None, problem=f"still not a publishable change: {error}")
+    body = unwrap(letter.payload)
+    try:
+        return Plan("queue", change=Change.from_json(body), body=body)
+    except (InvalidChange, RecursionError) as error:
+        return Plan(None, problem=f"the consumer would refuse it again: {error}")
+
+
+@dataclass
+class Entry:
+    """One letter read, and what this run made of it."""
+
+    letter: Letter
+    chosen: bool
+    plan: Plan | None = None
+    resent: bool = False
+    failure: str | None = None
+    """Why a chosen letter was not (in a dry run: would not be) re-sent."""
+    delete_error: str | None = None
+    """A re-sent letter that stayed in the queue: it will be seen again (harmless: the consumer is idempotent)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    source: str
+    reason: str
+    where: str
+    """Where the group's letters go: "topic", "queue", "stays" (cannot be re-sent), "not chosen", or ""."""
+    letters: int
+    resent: int
+    example: str
+
+
+def where(entry: Entry, mode: Mode) -> str:
+    if mode == "show":
+        return ""
+    if not entry.chosen:
+        return "not chosen"
+    if entry.failure is not None or entry.plan is None or entry.plan.destination is None:
+        return "stays"
+    return entry.plan.destination
+
+
+def rows(entries: Sequence[Entry], mode: Mode) -> list[Row]:
+    """Letters grouped by (source, reason, where), largest groups first, each with an example letter."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    resent: Counter[tuple[str, str, str]] = Counter()
+    examples: dict[tuple[str, str, str], str] = {}
+    for entry in entries:
+        key = (*entry.letter.group, where(entry, mode))
+        counts[key] += 1
+        resent[key] += entry.resent
+        examples.setdefault(key, entry.letter.example)
+    ordered = sorted(counts, key=lambda key: (-counts[key], key))
+    return [Row(*key, counts[key], resent[key], examples[key]) for key in ordered]
+
+
+@dataclass
+class Report:
+    mode: Mode
+    queue_url: str
+    entries: list[Entry] = field(default_factory=list)
+    limit_reached: bool = False
+    """The run read --limit letters: the queue may hold more."""
+    topic_arn: str | None = None
+    consumer_queue_url: str | None = None
+
+    @property
+    def chosen(self) -> list[Entry]:
+        return [entry for entry in self.entries if entry.chosen]
+
+    @property
+    def resent(self) -> int:
+        return sum(entry.resent for entry in self.entries)
+
+    @property
+    def not_resent(self) -> list[Entry]:
+        return [entry for entry in self.chosen if entry.failure is not None]
+
+    @property
+    def complete(self) -> bool:
+        """Every chosen letter was re-sent (a dry run: could be)."""
+        return not self.not_resent
+
+    def to_json(self) -> dict[str, Any]:
+        def letter(entry: Entry) -> dict[str, Any]:
+            return {
+                "message_id": entry.letter.message_id,
+                "source": entry.letter.source,
+                "reason": entry.letter.reason,
+                "example": entry.letter.example,
+            }
+
+        return {
+            "mode": self.mode,
+            "dead_letter_queue": self.queue_url,
+            "read": len(self.entries),
+            "limit_reached": self.limit_reached,
+            "destinations": {"topic": self.topic_arn, "queue": self.consumer_queue_url},
+            "groups": [vars(row) for row in rows(self.entries, self.mode)],
+            "chosen": len(self.chosen),
+            "resent": self.resent,
+            "not_resent": [letter(entry) | {"problem": entry.failure} for entry in self.not_resent],
+            "delete_failures": [
+                letter(entry) | {"error": entry.delete_error} for entry in self.entries if entry.delete_error
+            ],
+        }
+
+
+# -- The I/O edges ------------------------------------------------------------------------------
+
+
+def sns_client(target: Target) -> Any:
+    """The target's SNS client, made as Target makes `sqs` (it belongs on Target, beside `sqs`)."""
+    return target._session.client("sns", endpoint_url=target.aws.get("AWS_ENDPOINT_URL"), config=AWS_CONFIG)
+
+
+class HeldLetters:
+    """The dead-letter-queue messages this run holds: hidden from other readers until deleted or released."""
+
+    def __init__(self, sqs: Any, url: str, hide_s: int = HIDE_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.sqs = sqs
+        self.url = url
+        self.hide_s = hide_s
+        self.clock = clock
+        self.handles: dict[str, str] = {}
+        """Message id -> the latest receipt handle (a message received again gets a new one)."""
+        self._hidden_until = 0.0
+
+    def depth(self) -> int:
+        """The queue's approximate number of visible messages, for the progress bar."""
+        attributes = _read(
+            "read the dead-letter queue's depth",
+            lambda: self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages"]),
+        )
+        return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+
+    def receive(self, limit: int, progress: Progress) -> tuple[list[Letter], bool]:
+        """Read rounds of letters until a round brings nothing new or `limit` are held; True: the limit was reached."""
+        letters: list[Letter] = []
+        while len(self.handles) < limit:
+            if not self.handles:
+                self._hidden_until = self.clock() + self.hide_s
+            response = _read(
+                "read the dead-letter queue",
+                lambda: self.sqs.receive_message(
+                    QueueUrl=self.url,
+                    MaxNumberOfMessages=min(SQS_BATCH, limit - len(self.handles)),
+                    VisibilityTimeout=self.hide_s,
+                    WaitTimeSeconds=RECEIVE_WAIT_S,
+                ),
+            )
+            new = 0
+            for message in response.get("Messages", []):
+                if message["MessageId"] not in self.handles:
+                    letters.append(parse_letter(message["MessageId"], message.get("Body", "")))
+                    new += 1
+                self.handles[message["MessageId"]] = message["ReceiptHandle"]
+            progress.advance(new)
+            if not new:
+                break
+            self.keep_hidden()
+        return letters, len(self.handles) >= limit
+
+    def keep_hidden(self) -> None:
+        """Hide every held letter for another HIDE_S when the current hiding is about to end."""
+        if self.clock() < self._hidden_until - EXTEND_BEFORE_S:
+            return
+        self._hidden_until = self.clock() + self.hide_s
+        failures = self._visibility(list(self.handles), self.hide_s)
+        if failures:
+            log.warning("%d dead letters could not be kept hidden; another reader may see them", failures)
+
+    def delete(self, message_ids: Sequence[str]) -> dict[str, str]:
+        """Delete these letters; returns the error of each one still in the queue."""
+        errors: dict[str, str] = {}
+        for chunk in _chunks(list(message_ids), SQS_BATCH):
+            entries = [{"Id": str(n), "ReceiptHandle": self.handles[mid]} for n, mid in enumerate(chunk)]
+            try:
+                response = self.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
+            except (BotoCoreError, ClientError) as error:
+                errors |= {mid: repr(error) for mid in chunk}
+                continue
+            failed = {int(f["Id"]): f"{f.get('Code')}: {f.get('Message')}" for f in response.get("Failed") or []}
+            errors |= {chunk[n]: text for n, text in failed.items()}
+        for mid in message_ids:
+            if mid not in errors:
+                del self.handles[mid]
+        return errors
+
+    def release(self) -> None:
+        """Make every letter still held visible at once; one that fails shows again when its hiding ends."""
+        failures = self._visibility(list(self.handles), 0)
+        if failures:
+            log.warning("%d dead letters stay hidden for up to %d s", failures, self.hide_s)
+        self.handles.clear()
+
+    def _visibility(self, message_ids: list[str], seconds: int) -> int:
+        failures = 0
+        for chunk in _chunks(message_ids, SQS_BATCH):
+            entries = [
+                {"Id": str(n), "ReceiptHandle": self.handles[mid], "VisibilityTimeout": seconds}
+                for n, mid in enumerate(chunk)
+            ]
+            try:
+                response = self.sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
+            except (BotoCoreError, ClientError):
+                failures += len(chunk)
+                continue
+            failures += len(response.get("Failed") or [])
+        return failures
+
+
+@dataclass(frozen=True)
+class Options:
+    source: str | None = None
+    reason: str | None = None
+    everything: bool = False
+    """--all: choose every letter (without a choice nothing is sent)."""
+    dry_run: bool = False
+    limit: int = DEFAULT_LIMIT
+
+    @property
+    def mode(self) -> Mode:
+        if self.dry_run:
+            return "dry_run"
+        return "redrive" if self.everything or self.source or self.reason is not None else "show"
+
+
+def redrive(
+    target: Target,
+    metrics: OperationMetrics,
+    options: Options,
+    *,
+    sns: Any | None = None,
+    progress: Progress | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Report:
+    """Read the dead-letter queue; show it, plan the re-sends (dry run), or re-send the chosen letters.
+
+    Raises QueueUnreadable when the queue is not configured or cannot be read (nothing was sent).
+    `sns` is the SNS client (default: `sns_client(target)`, made only when a stream letter is re-sent).
+    """
+    progress = progress or Quiet()
+    url = target.settings.dlq_url
+    if not url:
+        raise QueueUnreadable("no dead-letter queue is configured (CURRENCIES_DLQ_URL)")
+    metrics.start_at_zero("scanned", "written", "skipped", "failed")
+    report = Report(options.mode, url)
+    held = HeldLetters(target.sqs, url)
+    try:
+        progress.begin("reading the dead-letter queue", min(held.depth(), options.limit))
+        letters, report.limit_reached = held.receive(options.limit, progress)
+        metrics.count("scanned", len(letters))
+        report.entries = [Entry(letter, report.mode != "show" and _chooses(options, letter)) for letter in letters]
+        if report.mode == "show":
+            return report
+        published_at = clock()
+        for entry in report.chosen:
+            entry.plan = plan(entry.letter, published_at)
+            entry.failure = entry.plan.problem
+        _resolve_destinations(target, report)
+        if report.mode == "redrive":
+            progress.begin("re-sending", len(_pending(report, "queue")) + len(_pending(report, "topic")))
+            _send_to_queue(target.sqs, held, report, progress)
+            if _pending(report, "topic"):
+                _publish_to_topic(sns or sns_client(target), held, report, progress)
+            metrics.count("skipped", len(report.entries) - len(report.chosen))
+            metrics.count("written", report.resent)
+            metrics.count("failed", len(report.not_resent))
+        return report
+    finally:
+        held.release()
+
+
+def _chooses(options: Options, letter: Letter) -> bool:
+    return options.everything or chosen(letter, options.source, options.reason)
+
+
+def _resolve_destinations(target: Target, report: Report) -> None:
+    """The topic's ARN and the consumer queue's URL, for the letters that go there; a missing one fails them."""
+    needed = {entry.plan.destination for entry in report.chosen if entry.plan and entry.failure is None}
+    problems: dict[str, str] = {}
+    if "topic" in needed:
+        report.topic_arn = target.settings.topic_arn or None
+        if report.topic_arn is None:
+            problems["topic"] = "no topic is configured (CURRENCIES_TOPIC_ARN)"
+    if "queue" in needed:
+        name = target.settings.queue_name
+        try:
+            report.consumer_queue_url = target.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        except (BotoCoreError, ClientError) as error:
+            problems["queue"] = f"the consumer's queue {name!r} (CURRENCIES_QUEUE) could not be found: {error}"
+    for entry in report.chosen:
+        if entry.failure is None and entry.plan and entry.plan.destination in problems:
+            entry.failure = problems[entry.plan.destination]
+
+
+def _pending(report: Report, destination: Destination) -> list[Entry]:
+    return [e for e in report.chosen if e.failure is None and e.plan and e.plan.destination == destination]
+
+
+def _send_to_queue(sqs: Any, held: HeldLetters, report: Report, progress: Progress) -> None:
+    """Raw changes to the consumer's queue in batches within SQS's limits; stops at a call that fails."""
+    entries = _pending(report, "queue")
+    url = report.consumer_queue_url or ""
+    requests = [_queue_entry(str(n), entry.plan, url.endswith(".fifo")) for n, entry in enumerate(entries)]
+    failing: str | None = None
+    for batch in sized_batches([len(r["MessageBody"].encode()) for r in requests], SQS_BATCH, SQS_MAX_BYTES):
+        group = [entries[n] for n in batch]
+        if failing is not None:
+            _fail(group, f"not sent: the consumer's queue was failing ({failing})")
+            continue
+        try:
+            response = sqs.send_message_batch(QueueUrl=url, Entries=[requests[n] for n in batch])
+        except (BotoCoreError, ClientError) as error:
+            failing = repr(error)
+            _fail(group, f"the consumer's queue refused the batch: {failing}")
+            continue
+        refused = {int(f["Id"]): f"{f.get('Code')}: {f.get('Message')}" for f in response.get("Failed") or []}
+        for n, text in refused.items():
+            entries[n].failure = f"the consumer's queue refused it: {text}"
+        _sent(held, [entries[n] for n in batch if n not in refused])
+        held.keep_hidden()
+        progress.advance(len(group))
+
+
+def _queue_entry(entry_id: str, plan: Plan | None, fifo: bool) -> dict[str, Any]:
+    request: dict[str, Any] = {"Id": entry_id, "MessageBody": plan.body if plan and plan.body else ""}
+    if fifo and plan and plan.change:
+        request |= {"MessageGroupId": plan.change.symbol, "MessageDeduplicationId": plan.change.id}
+    return request
+
+
+def _publish_to_topic(sns: Any, held: HeldLetters, report: Report, progress: Progress) -> None:
+    """Changes to the topic with `bus.publish` (sizes, retries, refusals), a batch at a time; stops once SNS fails."""
+    failing = False
+    for group in _chunks(_pending(report, "topic"), SNS_BATCH_LIMIT):
+        if failing:
+            _fail(group, "not sent: the topic was failing (an earlier batch stayed unpublished after retries)")
+            continue
+        changes = [entry.plan.change for entry in group if entry.plan and entry.plan.change]
+        publication = publish(sns, report.topic_arn or "", changes)
+        for position, reason in publication.refused.items():
+            group[position].failure = reason
+        for position in publication.unpublished:
+            group[position].failure = "SNS did not take it after retries (the log says why)"
+        failing = bool(publication.unpublished)
+        _sent(held, [group[position] for position in publication.published])
+        held.keep_hidden()
+        progress.advance(len(group))
+
+
+def _sent(held: HeldLetters, entries: list[Entry]) -> None:
+    """Mark re-sent letters, and only then delete them from the dead-letter queue."""
+    for entry in entries:
+        entry.resent = True
+    errors = held.delete([entry.letter.message_id for entry in entries])
+    for entry in entries:
+        entry.delete_error = errors.get(entry.letter.message_id)
+
+
+def _fail(entries: list[Entry], reason: str) -> None:
+    for entry in entries:
+        entry.failure = reason
+
+
+def _read(what: str, call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except (BotoCoreError, ClientError) as error:
+        raise QueueUnreadable(f"could not {what}: {error}") from error
