@@ -87,7 +87,7 @@ def _letters(body: str, reason: str, source: Source) -> tuple[str, str]:
         "payload": None,
         "size": len(body.encode(errors="surrogatepass")),
     }
-    content |= _identifiers(body, source)
+    content |= identifiers(body, source)
 
     def encoded(payload: str | None) -> str:
         return json.dumps(content | {"payload": payload}, separators=(",", ":"))
@@ -95,7 +95,7 @@ def _letters(body: str, reason: str, source: Source) -> tuple[str, str]:
     return encoded(body), encoded(None)
 
 
-def _identifiers(body: str, source: Source) -> dict[str, Any]:
+def identifiers(body: str, source: Source) -> dict[str, Any]:
     """What identifies the original even without it (best effort: the body may be anything)."""
     try:
         parsed = json.loads(body)

@@ -23,9 +23,7 @@ from chalicelib.observability.metrics import REGISTRY
 from currencies_local.moto import aws_environment
 from currencies_local.pipeline import LocalPipeline, Options
 from currencies_local.processes import StartupError
-from currencies_ops.cli import verify
-from currencies_ops.redrive_command import redrive
-from currencies_ops.repair_commands import backfill, replay
+from currencies_ops.cli import COMMANDS
 
 console = Console()
 LOCK_PATH = Path(
@@ -197,7 +195,5 @@ def _counts(pipeline: LocalPipeline) -> Table:
     return table
 
 
-main.add_command(verify)
-main.add_command(redrive)
-main.add_command(backfill)
-main.add_command(replay)
+for _command in COMMANDS:
+    main.add_command(_command)

@@ -46,9 +46,10 @@ from chalicelib.documents import Action, actions_for, rate_action
 from chalicelib.ordering import TOMBSTONE
 from chalicelib.sinks.base import FAILED_OUTCOMES, outcome_of
 from chalicelib.sinks.sink import SearchSink
+from currencies_ops.console import Progress, Quiet
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.target import Target
-from currencies_ops.verify import Progress, Quiet, _item_count, _newest_events
+from currencies_ops.verify import item_count, newest_events
 
 DEFAULT_SEGMENTS = 4
 MAX_SEGMENTS = 64
@@ -298,7 +299,7 @@ class _Run:
                 changes.append((item_change(item, scanned_at), carries_version(item)))
             except InvalidChange as error:
                 skipped.append((str(item.get("symbol")), str(error)[:200]))
-        newest = _newest_events(self.target, [change.symbol for change, _ in changes]) if changes else {}
+        newest = newest_events(self.target, [change.symbol for change, _ in changes]) if changes else {}
         ingested = iso_utc(datetime.now(UTC))
         settings = self.target.settings
         groups: list[list[Action]] = [
@@ -388,7 +389,7 @@ def backfill(
     sink = SearchSink(target.search, target.settings.events_index, target.settings.rates_index)
     try:
         sink.ensure_indices()
-        progress.begin("table items", _item_count(target))
+        progress.begin("table items", item_count(target))
     except Exception as error:  # unreachable, refused, or no such table: nothing was done
         raise BackfillError(f"could not prepare the backfill: {error}") from error
     run = _Run(target, sink, checkpoint, report, metrics, progress, stop, page_size)

@@ -34,10 +34,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.batching import sized_batches
 from chalicelib.bus import SNS_BATCH_LIMIT, publish, unwrap
 from chalicelib.changes import Change, InvalidChange, change_from_record
-from chalicelib.deadletter import SQS_MAX_BYTES, _identifiers
+from chalicelib.deadletter import SQS_MAX_BYTES, identifiers
+from currencies_ops.console import Progress, Quiet
 from currencies_ops.metrics import OperationMetrics
-from currencies_ops.target import AWS_CONFIG, Target
-from currencies_ops.verify import Progress, Quiet, _chunks
+from currencies_ops.target import Target
+from currencies_ops.verify import chunks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -106,11 +107,11 @@ def parse_letter(message_id: str, body: str) -> Letter:
         return Letter(message_id, "unknown", UNKNOWN_REASON, None)
     source, reason, payload = parsed.get("source"), parsed.get("reason"), parsed.get("payload", False)
     if source in ("stream", "consumer") and isinstance(reason, str) and (payload is None or isinstance(payload, str)):
-        identifiers = {name: value for name, value in parsed.items() if name not in ("source", "reason", "payload")}
-        return Letter(message_id, source, reason, payload, identifiers)
+        named = {name: value for name, value in parsed.items() if name not in ("source", "reason", "payload")}
+        return Letter(message_id, source, reason, payload, named)
     # SQS moved it after maxReceiveCount receives: an SNS envelope, or a raw change (raw message delivery).
     if parsed.get("Type") == "Notification" or ("type" in parsed and "data" in parsed):
-        return Letter(message_id, "consumer", MOVED_REASON, body, _identifiers(body, "consumer"))
+        return Letter(message_id, "consumer", MOVED_REASON, body, identifiers(body, "consumer"))
     return Letter(message_id, "unknown", UNKNOWN_REASON, None)
 
 
@@ -264,11 +265,6 @@ class Report:
 # -- The I/O edges ------------------------------------------------------------------------------
 
 
-def sns_client(target: Target) -> Any:
-    """The target's SNS client, made as Target makes `sqs` (it belongs on Target, beside `sqs`)."""
-    return target._session.client("sns", endpoint_url=target.aws.get("AWS_ENDPOINT_URL"), config=AWS_CONFIG)
-
-
 class HeldLetters:
     """The dead-letter-queue messages this run holds: hidden from other readers until deleted or released."""
 
@@ -328,7 +324,7 @@ class HeldLetters:
     def delete(self, message_ids: Sequence[str]) -> dict[str, str]:
         """Delete these letters; returns the error of each one still in the queue."""
         errors: dict[str, str] = {}
-        for chunk in _chunks(list(message_ids), SQS_BATCH):
+        for chunk in chunks(list(message_ids), SQS_BATCH):
             entries = [{"Id": str(n), "ReceiptHandle": self.handles[mid]} for n, mid in enumerate(chunk)]
             try:
                 response = self.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
@@ -351,7 +347,7 @@ class HeldLetters:
 
     def _visibility(self, message_ids: list[str], seconds: int) -> int:
         failures = 0
-        for chunk in _chunks(message_ids, SQS_BATCH):
+        for chunk in chunks(message_ids, SQS_BATCH):
             entries = [
                 {"Id": str(n), "ReceiptHandle": self.handles[mid], "VisibilityTimeout": seconds}
                 for n, mid in enumerate(chunk)
@@ -386,14 +382,12 @@ def redrive(
     metrics: OperationMetrics,
     options: Options,
     *,
-    sns: Any | None = None,
     progress: Progress | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Report:
     """Read the dead-letter queue; show it, plan the re-sends (dry run), or re-send the chosen letters.
 
     Raises QueueUnreadable when the queue is not configured or cannot be read (nothing was sent).
-    `sns` is the SNS client (default: `sns_client(target)`, made only when a stream letter is re-sent).
     """
     progress = progress or Quiet()
     url = target.settings.dlq_url
@@ -418,7 +412,7 @@ def redrive(
             progress.begin("re-sending", len(_pending(report, "queue")) + len(_pending(report, "topic")))
             _send_to_queue(target.sqs, held, report, progress)
             if _pending(report, "topic"):
-                _publish_to_topic(sns or sns_client(target), held, report, progress)
+                _publish_to_topic(target.sns, held, report, progress)
             metrics.count("skipped", len(report.entries) - len(report.chosen))
             metrics.count("written", report.resent)
             metrics.count("failed", len(report.not_resent))
@@ -489,7 +483,7 @@ def _queue_entry(entry_id: str, plan: Plan | None, fifo: bool) -> dict[str, Any]
 def _publish_to_topic(sns: Any, held: HeldLetters, report: Report, progress: Progress) -> None:
     """Changes to the topic with `bus.publish` (sizes, retries, refusals), a batch at a time; stops once SNS fails."""
     failing = False
-    for group in _chunks(_pending(report, "topic"), SNS_BATCH_LIMIT):
+    for group in chunks(_pending(report, "topic"), SNS_BATCH_LIMIT):
         if failing:
             _fail(group, "not sent: the topic was failing (an earlier batch stayed unpublished after retries)")
             continue

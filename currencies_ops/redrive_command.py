@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from currencies_ops.cli import _Bar
+from currencies_ops.console import Bar
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.redrive import DEFAULT_LIMIT, Options, QueueUnreadable, Report, rows
 from currencies_ops.redrive import redrive as run_redrive
@@ -91,7 +91,7 @@ def redrive(
                     console=console,
                     transient=True,
                 ) as progress:
-                    report = run_redrive(target, metrics, options, progress=_Bar(progress))
+                    report = run_redrive(target, metrics, options, progress=Bar(progress))
         except QueueUnreadable as error:
             metrics.finish("failed")
             _fail(console, as_json, str(error))

@@ -19,7 +19,7 @@ from chalicelib.currency import ClientError
 from chalicelib.history import parse_moment
 from currencies_ops.backfill import MAX_SEGMENTS, BackfillError, default_checkpoint_path
 from currencies_ops.backfill import backfill as run_backfill
-from currencies_ops.cli import EXIT_CLEAN, EXIT_DIFFERENT, EXIT_UNCHECKED, _Bar
+from currencies_ops.console import EXIT_CLEAN, EXIT_DIFFERENT, EXIT_UNCHECKED, Bar
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.replay import ReplayError
 from currencies_ops.replay import replay as run_replay
@@ -219,7 +219,7 @@ def _resolve(console: Console, as_json: bool, stage: str | None, local: bool) ->
 
 
 @contextmanager
-def _progress(console: Console, as_json: bool, target: Target, doing: str) -> Iterator[_Bar | None]:
+def _progress(console: Console, as_json: bool, target: Target, doing: str) -> Iterator[Bar | None]:
     """A progress bar on stderr, or none for --json."""
     if as_json:
         yield None
@@ -227,7 +227,7 @@ def _progress(console: Console, as_json: bool, target: Target, doing: str) -> It
     console.print(f"{doing} {escape(target.describe())}")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
-        yield _Bar(progress)
+        yield Bar(progress)
 
 
 def _fail(console: Console, as_json: bool, what: str, message: str) -> NoReturn:

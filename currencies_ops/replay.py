@@ -44,9 +44,9 @@ from chalicelib.changes import SCHEMA, Change, InvalidChange, iso_utc
 from chalicelib.documents import Action, rate_action
 from chalicelib.sinks.base import FAILED_OUTCOMES, SearchEngine, outcome_of
 from chalicelib.sinks.sink import SearchSink
+from currencies_ops.console import Progress, Quiet
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.target import Target
-from currencies_ops.verify import Progress, Quiet
 
 EVENTS_PAGE = 1000
 SEARCH_TIMEOUT_S = 30.0

@@ -70,6 +70,10 @@ class Target:
         return self._session.client("sqs", endpoint_url=self.aws.get("AWS_ENDPOINT_URL"), config=AWS_CONFIG)
 
     @cached_property
+    def sns(self) -> Any:
+        return self._session.client("sns", endpoint_url=self.aws.get("AWS_ENDPOINT_URL"), config=AWS_CONFIG)
+
+    @cached_property
     def search(self) -> SearchEngine:
         return connect(self.settings.search)
 

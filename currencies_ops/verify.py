@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -42,6 +42,7 @@ from chalicelib.currency import format_rate
 from chalicelib.documents import DELETED
 from chalicelib.ordering import image_version, is_tombstone
 from chalicelib.store import StoredRate
+from currencies_ops.console import Progress, Quiet
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.target import Target
 
@@ -313,22 +314,6 @@ class Report:
 # -- The I/O edges ------------------------------------------------------------------------------
 
 
-class Progress(Protocol):
-    """Where a run says how far it is (a progress bar, or nothing)."""
-
-    def begin(self, what: str, total: int | None) -> None: ...
-
-    def advance(self, amount: int) -> None: ...
-
-
-class Quiet:
-    def begin(self, what: str, total: int | None) -> None:
-        pass
-
-    def advance(self, amount: int) -> None:
-        pass
-
-
 def verify(
     target: Target,
     metrics: OperationMetrics,
@@ -346,12 +331,12 @@ def verify(
     if symbols:
         wanted = list(dict.fromkeys(symbols))
         progress.begin("symbols", len(wanted))
-        for chunk in _chunks(wanted, TABLE_PAGE):
+        for chunk in chunks(wanted, TABLE_PAGE):
             items = _batch_get(target, chunk, keys_only=False)
             _check_page(target, report, metrics, {symbol: items.get(symbol) for symbol in chunk})
             progress.advance(len(chunk))
     else:
-        progress.begin("table items", _item_count(target))
+        progress.begin("table items", item_count(target))
         for page in _scan(target):
             _check_page(target, report, metrics, {item["symbol"]: item for item in page})
             progress.advance(len(page))
@@ -377,7 +362,7 @@ def _check_page(
 ) -> None:
     symbols = list(items)
     rates = _rate_documents(target, symbols)
-    events = _newest_events(target, symbols)
+    events = newest_events(target, symbols)
     found = [
         difference
         for symbol in symbols
@@ -402,7 +387,7 @@ def _scan(target: Target) -> Iterator[list[dict[str, Any]]]:
         start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
 
 
-def _item_count(target: Target) -> int | None:
+def item_count(target: Target) -> int | None:
     """DynamoDB's approximate item count (refreshed about every six hours), for the progress bar."""
     name = target.settings.table_name
     description = _aws(f"describe table {name}", lambda: target.table.meta.client.describe_table(TableName=name))
@@ -413,7 +398,7 @@ def _batch_get(target: Target, symbols: Sequence[str], *, keys_only: bool) -> di
     """The items of these symbols that exist (tombstones included), strongly consistent."""
     name = target.settings.table_name
     found: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(list(symbols), BATCH_GET_KEYS):
+    for chunk in chunks(list(symbols), BATCH_GET_KEYS):
         request: dict[str, Any] = {"Keys": [{"symbol": symbol} for symbol in chunk], "ConsistentRead": True}
         if keys_only:
             request |= {"ProjectionExpression": "#s", "ExpressionAttributeNames": {"#s": "symbol"}}
@@ -437,7 +422,7 @@ def _rate_documents(target: Target, symbols: list[str]) -> dict[str, dict[str, A
     return {hit["_id"]: hit for hit in _search(target, target.settings.rates_index, body)}
 
 
-def _newest_events(target: Target, symbols: list[str]) -> dict[str, dict[str, Any]]:
+def newest_events(target: Target, symbols: list[str]) -> dict[str, dict[str, Any]]:
     """One search for the page: the highest-version event of each symbol (collapse keeps each group's top hit)."""
     body = {
         "query": {"bool": {"filter": [{"terms": {"currency.symbol": symbols}}]}},
@@ -533,7 +518,7 @@ def dead_letters(target: Target, limit: int = PEEK_LIMIT) -> DeadLetters | None:
 
 def _show_again(target: Target, url: str, handles: list[str]) -> None:
     """Make peeked letters visible at once; a failure only delays them until PEEK_HIDE_S passes."""
-    for chunk in _chunks(handles, 10):
+    for chunk in chunks(handles, 10):
         entries = [{"Id": str(n), "ReceiptHandle": handle, "VisibilityTimeout": 0} for n, handle in enumerate(chunk)]
         try:
             target.sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
@@ -569,6 +554,6 @@ def _search_response(target: Target, index: str, body: dict[str, Any]) -> dict[s
         raise CheckFailed(f"{search.engine} at {search.url} could not search {index}: {error}") from error
 
 
-def _chunks(values: list[T], size: int) -> Iterator[list[T]]:
+def chunks(values: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]

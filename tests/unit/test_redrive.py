@@ -302,9 +302,10 @@ class FakeQueues:
         return {"Successful": [], "Failed": failed}
 
 
-def target(sqs: FakeQueues, **variables: str) -> Any:
+def target(sqs: FakeQueues, sns: Any = None, **variables: str) -> Any:
     env = {"CURRENCIES_DLQ_URL": DLQ, "CURRENCIES_TOPIC_ARN": TOPIC, "CURRENCIES_QUEUE": "currency-queue"}
-    return SimpleNamespace(settings=Settings.from_env(env | variables), sqs=sqs, describe=lambda: "a fake deployment")
+    settings = Settings.from_env(env | variables)
+    return SimpleNamespace(settings=settings, sqs=sqs, sns=sns or FakeSns(), describe=lambda: "a fake deployment")
 
 
 @pytest.fixture
@@ -325,7 +326,7 @@ def queues() -> FakeQueues:
 
 def run(queues: FakeQueues, options: Options, sns: Any = None, **variables: str) -> tuple[Any, OperationMetrics]:
     metrics = OperationMetrics("redrive", None)
-    report = redrive(target(queues, **variables), metrics, options, sns=sns or FakeSns(), clock=lambda: NOW)
+    report = redrive(target(queues, sns, **variables), metrics, options, clock=lambda: NOW)
     return report, metrics
 
 
@@ -490,8 +491,7 @@ def test_held_letters_are_hidden_again_before_their_hiding_ends(queues: FakeQueu
 @pytest.fixture
 def command(queues: FakeQueues, monkeypatch: pytest.MonkeyPatch) -> FakeSns:
     sns = FakeSns()
-    monkeypatch.setattr(redrive_command, "resolve", lambda stage, local: target(queues))
-    monkeypatch.setattr("currencies_ops.redrive.sns_client", lambda _: sns)
+    monkeypatch.setattr(redrive_command, "resolve", lambda stage, local: target(queues, sns))
     return sns
 
 

@@ -23,7 +23,7 @@ from chalicelib.changes import Change
 from chalicelib.documents import event_document, rate_action
 from currencies_local.cli import _write_lock
 from currencies_local.synthetic import TableModel, random_table
-from currencies_ops import cli
+from currencies_ops import verify_command
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.target import Target, TargetError, from_local, from_stage, resolve
 from currencies_ops.verify import DeadLetters, Difference, Report, compare, letter_group
@@ -347,25 +347,25 @@ def fake_run(monkeypatch: pytest.MonkeyPatch) -> list[Report]:
     """The command around a run whose result the test sets."""
     reports: list[Report] = []
     target = resolve(None, False, {"CURRENCIES_TABLE": "t"})
-    monkeypatch.setattr(cli, "resolve", lambda stage, local: target)
+    monkeypatch.setattr(verify_command, "resolve", lambda stage, local: target)
 
     def run(target: Target, metrics: OperationMetrics, **options: Any) -> Report:
         metrics.count("scanned", 3)
         return reports.pop(0)
 
-    monkeypatch.setattr(cli, "run_verify", run)
+    monkeypatch.setattr(verify_command, "run_verify", run)
     return reports
 
 
 def test_exit_status_is_zero_only_when_clean(fake_run: list[Report]) -> None:
     fake_run.append(Report(max_differences=10))
-    result = CliRunner().invoke(cli.verify, ["--json"])
+    result = CliRunner().invoke(verify_command.verify, ["--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["clean"] is True
     different = Report(max_differences=10)
     different.add([Difference("extra", "CHF", "no item", "0.9 @ v5")])
     fake_run.append(different)
-    result = CliRunner().invoke(cli.verify, [])
+    result = CliRunner().invoke(verify_command.verify, [])
     assert result.exit_code == 1
     assert "CHF" in result.output
     assert "1 differences (extra 1)" in result.output
@@ -373,7 +373,7 @@ def test_exit_status_is_zero_only_when_clean(fake_run: list[Report]) -> None:
 
 def test_exit_status_two_with_a_readable_error_when_nothing_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CURRENCIES_TABLE", raising=False)
-    result = CliRunner().invoke(cli.verify, ["--json"])
+    result = CliRunner().invoke(verify_command.verify, ["--json"])
     assert result.exit_code == 2
     assert "no deployment given" in json.loads(result.output)["error"]
 
