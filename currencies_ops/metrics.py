@@ -13,7 +13,7 @@ import threading
 import time
 from types import TracebackType
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client import CollectorRegistry, Gauge, disable_created_metrics
 
 from chalicelib.observability.pushgateway import Pushgateway
 
@@ -36,16 +36,20 @@ class OperationMetrics:
         self.operation = operation
         self.run_id = run_id or f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
         self.registry = CollectorRegistry(auto_describe=True)
-        self._records = Counter(
+        # Gauges of this run's progress, not counters: a run pushes its group once every few
+        # seconds and a short run only once, so rate() over its counters would see nothing. The
+        # janitor drops a finished run's group (gauges are not folded) once it has been idle.
+        self._records = Gauge(
             "currencies_operation_records",
-            "Records an operator command handled, by operation (verify, backfill, replay, redrive) and outcome "
-            "(scanned, written, different, skipped, failed).",
+            "Records this run of an operator command has handled so far, by operation (verify, backfill, "
+            "replay, redrive) and outcome (scanned, written, different, skipped, failed).",
             ["operation", "outcome"],
             registry=self.registry,
         )
-        self._last_run = Gauge(
-            "currencies_operation_last_run_timestamp_seconds",
-            "When a run of an operator command ended, by operation and result.",
+        self._finished = Gauge(
+            "currencies_operation_finished_timestamp_seconds",
+            "When this run of an operator command ended, by operation and result (e.g. clean, different, "
+            "complete, interrupted, failed).",
             ["operation", "result"],
             registry=self.registry,
         )
@@ -58,13 +62,13 @@ class OperationMetrics:
         self._records.labels(self.operation, outcome).inc(amount)
 
     def start_at_zero(self, *outcomes: str) -> None:
-        """Series from the first push: one born at a later value hides its first increase from rate()."""
+        """Series from the first push, so a panel shows 0 rather than nothing while the run starts."""
         for outcome in outcomes:
             self._records.labels(self.operation, outcome)
 
     def finish(self, result: str) -> None:
         """Record how the run ended (e.g. clean, different, failed); pushed on leaving the context."""
-        self._last_run.labels(self.operation, result).set(time.time())
+        self._finished.labels(self.operation, result).set(time.time())
 
     def __enter__(self) -> OperationMetrics:
         if self._gateway is not None:

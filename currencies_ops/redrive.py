@@ -34,8 +34,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.batching import sized_batches
 from chalicelib.bus import SNS_BATCH_LIMIT, publish, unwrap
 from chalicelib.changes import Change, InvalidChange, change_from_record
-from chalicelib.deadletter import SQS_MAX_BYTES, identifiers
+from chalicelib.deadletter import SQS_MAX_BYTES
 from currencies_ops.console import Progress, Quiet
+from currencies_ops.letters import UNKNOWN_REASON, Letter, parse_letter
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.target import Target
 from currencies_ops.verify import chunks
@@ -43,8 +44,6 @@ from currencies_ops.verify import chunks
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MOVED_REASON = "moved by the queue's redrive policy (no reason recorded)"
-UNKNOWN_REASON = "not a dead letter of this pipeline"
 SQS_BATCH = 10
 """SQS's limit of messages per receive, send, delete and visibility batch."""
 RECEIVE_WAIT_S = 1
@@ -55,7 +54,6 @@ EXTEND_BEFORE_S = 120
 """Letters are hidden again for HIDE_S once less than this is left."""
 DEFAULT_LIMIT = 10_000
 
-Source = Literal["stream", "consumer", "unknown"]
 Destination = Literal["topic", "queue"]
 Mode = Literal["show", "dry_run", "redrive"]
 
@@ -65,54 +63,6 @@ class QueueUnreadable(RuntimeError):
 
 
 # -- The pure part: parse, choose, plan, group ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Letter:
-    message_id: str
-    """SQS's id of the message in the dead-letter queue."""
-    source: Source
-    reason: str
-    payload: str | None
-    """The original text; None when the letter went without it (too large) or is not ours."""
-    identifiers: dict[str, Any] = field(default_factory=dict)
-    """What the letter says about the original: keys, event_id, sequence, event_name, message_id, size."""
-
-    @property
-    def group(self) -> tuple[str, str]:
-        return self.source, self.reason
-
-    @property
-    def example(self) -> str:
-        """How an operator finds the original: its symbol and sequence, else any id the letter has."""
-        keys = self.identifiers.get("keys")
-        key = keys.get("symbol") if isinstance(keys, dict) else None
-        symbol = key.get("S") if isinstance(key, dict) else None
-        sequence = self.identifiers.get("sequence")
-        if symbol is not None:
-            return f"{symbol} (sequence {sequence})" if sequence is not None else str(symbol)
-        for name in ("event_id", "message_id"):
-            if self.identifiers.get(name) is not None:
-                return f"{name} {self.identifiers[name]}"
-        return f"SQS message {self.message_id}"
-
-
-def parse_letter(message_id: str, body: str) -> Letter:
-    """What one dead-letter-queue message is: our letter, a message SQS moved there, or something else."""
-    try:
-        parsed = json.loads(body)
-    except (ValueError, RecursionError):
-        parsed = None
-    if not isinstance(parsed, dict):
-        return Letter(message_id, "unknown", UNKNOWN_REASON, None)
-    source, reason, payload = parsed.get("source"), parsed.get("reason"), parsed.get("payload", False)
-    if source in ("stream", "consumer") and isinstance(reason, str) and (payload is None or isinstance(payload, str)):
-        named = {name: value for name, value in parsed.items() if name not in ("source", "reason", "payload")}
-        return Letter(message_id, source, reason, payload, named)
-    # SQS moved it after maxReceiveCount receives: an SNS envelope, or a raw change (raw message delivery).
-    if parsed.get("Type") == "Notification" or ("type" in parsed and "data" in parsed):
-        return Letter(message_id, "consumer", MOVED_REASON, body, identifiers(body, "consumer"))
-    return Letter(message_id, "unknown", UNKNOWN_REASON, None)
 
 
 def chosen(letter: Letter, source: str | None, reason: str | None) -> bool:

@@ -43,6 +43,7 @@ from chalicelib.documents import DELETED
 from chalicelib.ordering import image_version, is_tombstone
 from chalicelib.store import StoredRate
 from currencies_ops.console import Progress, Quiet
+from currencies_ops.letters import parse_letter
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.target import Target
 
@@ -220,26 +221,9 @@ def _short(item: dict[str, Any]) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def letter_group(attributes: dict[str, Any], body: str) -> tuple[str, str]:
-    """(source, reason) of one dead letter: its attributes, else its JSON body (chalicelib.deadletter).
-
-    A message without either is one SQS itself moved after the queue's maxReceiveCount
-    (an SNS envelope the consumer kept failing on), or something this pipeline did not send.
-    """
-    source = (attributes.get("source") or {}).get("StringValue")
-    reason = (attributes.get("reason") or {}).get("StringValue")
-    if source is None or reason is None:
-        try:
-            letter = json.loads(body)
-        except (ValueError, RecursionError):
-            letter = None
-        if not isinstance(letter, dict):
-            return "unknown", "not a dead letter of this pipeline"
-        if letter.get("Type") == "Notification":
-            return "consumer", "moved by SQS after maxReceiveCount receives"
-        source, reason = letter.get("source"), letter.get("reason")
-        if not isinstance(source, str) or not isinstance(reason, str):
-            return "unknown", "not a dead letter of this pipeline"
+def letter_group(message_id: str, body: str) -> tuple[str, str]:
+    """(source, reason) of one dead-letter-queue message, the reason cut to fit a table row."""
+    source, reason = parse_letter(message_id, body).group
     return source, reason[:MAX_REASON_CHARS]
 
 
@@ -510,7 +494,7 @@ def dead_letters(target: Target, limit: int = PEEK_LIMIT) -> DeadLetters | None:
             for message in messages:
                 if message["MessageId"] not in handles:
                     handles[message["MessageId"]] = message["ReceiptHandle"]
-                    groups[letter_group(message.get("MessageAttributes") or {}, message.get("Body", ""))] += 1
+                    groups[letter_group(message["MessageId"], message.get("Body", ""))] += 1
     finally:
         _show_again(target, url, list(handles.values()))
     return DeadLetters(url, depth, len(handles), dict(groups))

@@ -623,6 +623,37 @@ def overview() -> dashboard.Dashboard:
         8,
     )
 
+    layout.row("Operator commands (verify, backfill, replay, redrive)", collapsed=True)
+    layout.add(
+        graph(
+            "Operator command progress",
+            "How far is a backfill, a replay or a redrive, and did verify find differences? Records "
+            "each running command has handled so far, by operation and outcome (scanned, written, "
+            "different, skipped, failed), pushed every 5 s while it runs; a finished run stays "
+            'until the janitor retires its group (15 min idle). README: "Operating it".',
+            "short",
+            promql("A", "sum by (operation, outcome) (currencies_operation_records)", "{{operation}} {{outcome}}"),
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        graph(
+            "Time since an operator command finished",
+            "When did each command last end, and how (clean or different for verify; complete, "
+            "interrupted or failed for the others)? Seconds since the run ended, for runs the "
+            "janitor has not retired yet (15 min idle).",
+            "s",
+            promql(
+                "A",
+                "time() - max by (operation, result) (currencies_operation_finished_timestamp_seconds)",
+                "{{operation}} {{result}}",
+            ),
+        ),
+        12,
+        8,
+    )
+
     board = new_dashboard(
         OVERVIEW_UID,
         "Currencies: overview",

@@ -20,7 +20,9 @@ import boto3
 import pytest
 import requests
 import yaml
+from click.testing import CliRunner
 
+from currencies_local.cli import main as cli_main
 from currencies_local.pipeline import LocalPipeline
 from grafana.queries import PanelTarget, es_search_body, iter_panels, panel_targets, substitute
 from tests.integration.conftest import Observability
@@ -107,6 +109,10 @@ def traffic(pipeline: LocalPipeline, observability: Observability, search: Engin
     }
     boto3.client("sqs").send_message(QueueUrl=pipeline.resources.queue_url, MessageBody=json.dumps(refused))
     eventually(lambda: search.rates_for([SYMBOL]), lambda rates: rates == {SYMBOL: "1.6"})
+    # An operator command's run, pushed to the Pushgateway as on AWS.
+    environment = {**pipeline.environment, "CURRENCIES_PUSHGATEWAY_URL": observability.pushgateway_url}
+    checked = CliRunner().invoke(cli_main, ["verify", "--json", f"--symbol={SYMBOL}"], env=environment)
+    assert checked.exit_code == 0, checked.output
     errors = eventually(
         lambda: observability.prometheus.query("sum(currencies_bulk_item_errors_total)"),
         lambda found: bool(found) and float(found[0]["value"][1]) > 0,

@@ -27,6 +27,7 @@ from chalicelib.currency import CurrencyRate
 from chalicelib.observability.metrics import REGISTRY
 from chalicelib.store import RateStore
 from currencies_local.pipeline import LocalPipeline
+from currencies_ops.letters import MOVED_REASON, Letter, parse_letter
 from tests.integration.conftest import ENGINE_PROCESSES
 from tests.integration.engines import EngineUnderTest
 from tests.integration.support import eventually, random_write
@@ -241,16 +242,16 @@ def _streamed(outcome: str) -> float:
     )
 
 
-def _dead_letters(dlq_url: str, wanted: Callable[[dict[str, Any]], bool], count: int) -> list[dict[str, Any]]:
-    """The DLQ's letters that `wanted` picks, as JSON, once `count` of them are there (left in the queue)."""
+def _dead_letters(dlq_url: str, wanted: Callable[[Letter], bool], count: int) -> list[Letter]:
+    """The DLQ's letters that `wanted` picks, once `count` of them are there (left in the queue)."""
     sqs = boto3.client("sqs")
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, Letter] = {}
 
     def peek() -> int:
         response = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
         for message in response.get("Messages", []):
-            letter = _letter(message["Body"])
-            if letter is not None and wanted(letter):
+            letter = parse_letter(message["MessageId"], message["Body"])
+            if wanted(letter):
                 found[message["MessageId"]] = letter
         return len(found)
 
@@ -258,10 +259,8 @@ def _dead_letters(dlq_url: str, wanted: Callable[[dict[str, Any]], bool], count:
     return list(found.values())
 
 
-def _letter(body: str) -> dict[str, Any] | None:
-    """A dead letter's JSON; a message SQS moved by its redrive policy is the raw SNS envelope instead."""
-    parsed = json.loads(body)
-    return parsed if isinstance(parsed, dict) and "source" in parsed else {"source": "redrive_policy", "raw": body}
+def _symbol(letter: Letter) -> str | None:
+    return (letter.identifiers.get("keys") or {}).get("symbol", {}).get("S")
 
 
 def test_poison_records_and_messages_end_in_the_dlq_with_reasons_and_the_rest_is_indexed(
@@ -309,28 +308,26 @@ def test_poison_records_and_messages_end_in_the_dlq_with_reasons_and_the_rest_is
 
     stream_letters = _dead_letters(
         resources.dlq_url,
-        lambda letter: (
-            letter["source"] == "stream" and (letter.get("keys") or {}).get("symbol", {}).get("S") in foreign
-        ),
+        lambda letter: letter.source == "stream" and _symbol(letter) in foreign,
         len(foreign),
     )
-    by_symbol = {letter["keys"]["symbol"]["S"]: letter for letter in stream_letters}
+    by_symbol = {_symbol(letter): letter for letter in stream_letters}
     assert set(by_symbol) == set(foreign)
-    assert "rate" in by_symbol["PXA"]["reason"]
-    assert "rate" in by_symbol["PXB"]["reason"]
-    assert "rate" in by_symbol["PXC"]["reason"]
-    assert by_symbol["PXD"]["payload"] is None  # too large for SQS: its keys and sequence say where it is
-    assert by_symbol["PXD"]["size"] > 300_000
-    assert "bytes" in by_symbol["PXD"]["reason"]
+    assert "rate" in by_symbol["PXA"].reason
+    assert "rate" in by_symbol["PXB"].reason
+    assert "rate" in by_symbol["PXC"].reason
+    assert by_symbol["PXD"].payload is None  # too large for SQS: its keys and sequence say where it is
+    assert by_symbol["PXD"].identifiers["size"] > 300_000
+    assert "bytes" in by_symbol["PXD"].reason
     assert _streamed("dead_lettered") - dead_lettered_before >= len(foreign)
 
     texts = set(poison_messages.values())
     consumer_letters = _dead_letters(
         resources.dlq_url,
-        lambda letter: letter["source"] == "consumer" and unwrap(letter.get("payload") or "") in texts,
+        lambda letter: letter.source == "consumer" and unwrap(letter.payload or "") in texts,
         len(texts),
     )
-    reasons = {unwrap(letter["payload"]): letter["reason"] for letter in consumer_letters}
+    reasons = {unwrap(letter.payload or ""): letter.reason for letter in consumer_letters}
     assert set(reasons) == texts
     for name, text in poison_messages.items():
         assert reasons[text], f"the {name} message has no reason"
@@ -378,7 +375,7 @@ def test_the_dlq_refuses_letters_and_nothing_blocks_or_vanishes(
     # The consumer cannot dead-letter the poison: it fails it, and after the queue's
     # maxReceiveCount SQS moves it to the DLQ itself (as the raw envelope, without our reason).
     [moved] = _dead_letters(
-        resources.dlq_url, lambda letter: letter["source"] == "redrive_policy" and unwrap(letter["raw"]) == poison, 1
+        resources.dlq_url, lambda letter: letter.reason == MOVED_REASON and unwrap(letter.payload or "") == poison, 1
     )
-    assert json.loads(moved["raw"])["Type"] == "Notification"
+    assert json.loads(moved.payload or "")["Type"] == "Notification"
     assert any("dead-lettering failed" in r.getMessage() for r in caplog.records)

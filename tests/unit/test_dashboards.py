@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from chalicelib.observability.metrics import REGISTRY
+from currencies_ops.metrics import OperationMetrics
 from grafana import dashboards as generator
 from grafana import queries
 from grafana.queries import PanelTarget, Selector
@@ -73,7 +74,8 @@ def elasticsearch_targets() -> list[PanelTarget]:
 def exposed_names() -> dict[str, str]:
     """Series name as Prometheus stores it -> registry family name."""
     names = {}
-    for family in REGISTRY.collect():
+    operations = OperationMetrics("verify", None).registry  # the operator commands' own families
+    for family in [*REGISTRY.collect(), *operations.collect()]:
         suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(family.type, [""])
         for suffix in suffixes:
             names[family.name + suffix] = family.name

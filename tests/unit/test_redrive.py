@@ -23,18 +23,16 @@ from chalicelib.config import Settings
 from chalicelib.deadletter import dead_letter
 from currencies_local.synthetic import TableModel
 from currencies_ops import redrive_command
+from currencies_ops.letters import MOVED_REASON, UNKNOWN_REASON, parse_letter
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.redrive import (
     EXTEND_BEFORE_S,
-    MOVED_REASON,
-    UNKNOWN_REASON,
     Entry,
     HeldLetters,
     Options,
     QueueUnreadable,
     Row,
     chosen,
-    parse_letter,
     plan,
     redrive,
     rows,
@@ -332,7 +330,7 @@ def run(queues: FakeQueues, options: Options, sns: Any = None, **variables: str)
 
 def counted(metrics: OperationMetrics, outcome: str) -> float | None:
     return metrics.registry.get_sample_value(
-        "currencies_operation_records_total", {"operation": "redrive", "outcome": outcome}
+        "currencies_operation_records", {"operation": "redrive", "outcome": outcome}
     )
 
 

@@ -24,6 +24,7 @@ from chalicelib.documents import event_document, rate_action
 from currencies_local.cli import _write_lock
 from currencies_local.synthetic import TableModel, random_table
 from currencies_ops import verify_command
+from currencies_ops.letters import MOVED_REASON
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.target import Target, TargetError, from_local, from_stage, resolve
 from currencies_ops.verify import DeadLetters, Difference, Report, compare, letter_group
@@ -250,15 +251,15 @@ def test_report_counts_every_difference_and_keeps_the_first_few() -> None:
     assert Report(max_differences=5).clean
 
 
-def test_dead_letters_are_grouped_by_attributes_then_body() -> None:
-    attributes = {"source": {"StringValue": "stream"}, "reason": {"StringValue": "r" * 500}}
-    assert letter_group(attributes, "") == ("stream", "r" * 200)
+def test_dead_letters_are_grouped_by_source_and_reason() -> None:
+    long = json.dumps({"source": "stream", "reason": "r" * 500, "payload": None})
+    assert letter_group("m1", long) == ("stream", "r" * 200)
     letter = json.dumps({"source": "consumer", "reason": "mapping refused", "payload": None})
-    assert letter_group({}, letter) == ("consumer", "mapping refused")
+    assert letter_group("m2", letter) == ("consumer", "mapping refused")
     envelope = json.dumps({"Type": "Notification", "Message": "{}"})
-    assert letter_group({}, envelope) == ("consumer", "moved by SQS after maxReceiveCount receives")
-    assert letter_group({}, "not json")[0] == "unknown"
-    assert letter_group({}, json.dumps({"source": 1}))[0] == "unknown"
+    assert letter_group("m3", envelope) == ("consumer", MOVED_REASON)
+    assert letter_group("m4", "not json")[0] == "unknown"
+    assert letter_group("m5", json.dumps({"source": 1}))[0] == "unknown"
 
 
 # -- Target --------------------------------------------------------------------------------------
@@ -384,9 +385,9 @@ def test_run_metrics_count_and_record_the_result() -> None:
         metrics.count("scanned", 500)
         metrics.finish("clean")
     value = metrics.registry.get_sample_value
-    assert value("currencies_operation_records_total", {"operation": "verify", "outcome": "scanned"}) == 500
-    assert value("currencies_operation_records_total", {"operation": "verify", "outcome": "different"}) == 0
-    assert value("currencies_operation_last_run_timestamp_seconds", {"operation": "verify", "result": "clean"}) > 0
+    assert value("currencies_operation_records", {"operation": "verify", "outcome": "scanned"}) == 500
+    assert value("currencies_operation_records", {"operation": "verify", "outcome": "different"}) == 0
+    assert value("currencies_operation_finished_timestamp_seconds", {"operation": "verify", "result": "clean"}) > 0
 
 
 def test_an_unreachable_gateway_does_not_fail_the_run(caplog: pytest.LogCaptureFixture) -> None:
