@@ -49,3 +49,4 @@ bench: install system-deps
 	$(BIN)/python -m bench.consumer_throughput --engine elasticsearch --json bench/results/elasticsearch.json
 	$(BIN)/python -m bench.consumer_throughput --engine opensearch --json bench/results/opensearch.json
 	$(BIN)/python -m bench.metrics_push --json bench/results/metrics_push.json
+	$(BIN)/python -m bench.load --changes 10000 --clients 4 --json bench/results/load.json
