@@ -11,12 +11,13 @@ from typing import Any
 from chalice import Chalice, Rate, Response
 from chalice.app import CloudWatchEvent, DynamoDBEvent, SNSEvent, SQSEvent
 
-from chalicelib import api, clients, openapi
-from chalicelib.consumer import BatchReport, InboundMessage, consume, deadline_of
+from chalicelib import clients
+from chalicelib.api import handlers, openapi
+from chalicelib.consumer.indexer import BatchReport, InboundMessage, consume, deadline_of
+from chalicelib.consumer.sqs_batch import inbound_messages, settle
 from chalicelib.observability import janitor, logs, metrics, push
 from chalicelib.observability.queues import sample_depths
-from chalicelib.sqs_batch import inbound_messages, settle
-from chalicelib.stream import relay
+from chalicelib.stream.relay import relay
 
 app = Chalice(app_name="currencies")
 logs.configure()
@@ -32,37 +33,37 @@ def push_metrics(event: Any, get_response: Any) -> Any:
 
 @app.middleware("http")
 def http_middleware(request: Any, get_response: Any) -> Response:
-    return api.normalise_errors(request, get_response)
+    return handlers.normalise_errors(request, get_response)
 
 
-@app.route("/currency", methods=["POST"], content_types=api.ACCEPTED_CONTENT_TYPES)
+@app.route("/currency", methods=["POST"], content_types=handlers.ACCEPTED_CONTENT_TYPES)
 def create_currency() -> Response:
-    return api.create_or_update(app.current_request, clients.store())
+    return handlers.create_or_update(app.current_request, clients.store())
 
 
 @app.route("/currency", methods=["GET"])
 def list_currencies() -> Response:
-    return api.read_all(clients.store())
+    return handlers.read_all(clients.store())
 
 
-@app.route("/currency/{symbol}", methods=["PUT"], content_types=api.ACCEPTED_CONTENT_TYPES)
+@app.route("/currency/{symbol}", methods=["PUT"], content_types=handlers.ACCEPTED_CONTENT_TYPES)
 def update_currency(symbol: str) -> Response:
-    return api.update(app.current_request, clients.store(), symbol)
+    return handlers.update(app.current_request, clients.store(), symbol)
 
 
 @app.route("/currency/{symbol}", methods=["GET"])
 def get_currency(symbol: str) -> Response:
-    return api.read(app.current_request, clients.store(), clients.history, symbol)
+    return handlers.read(app.current_request, clients.store(), clients.history, symbol)
 
 
 @app.route("/currency/{symbol}/history", methods=["GET"])
 def get_currency_history(symbol: str) -> Response:
-    return api.history(app.current_request, clients.history, symbol)
+    return handlers.history(app.current_request, clients.history, symbol)
 
 
 @app.route("/currency/{symbol}", methods=["DELETE"])
 def delete_currency(symbol: str) -> Response:
-    return api.delete(clients.store(), symbol)
+    return handlers.delete(clients.store(), symbol)
 
 
 @app.route("/openapi.json", methods=["GET"])

@@ -25,7 +25,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from chalicelib.config import SearchSettings
-from chalicelib.consumer import InboundMessage, consume
+from chalicelib.consumer.indexer import InboundMessage, consume
 from chalicelib.sinks.sink import SearchSink, connect
 from currencies_local.elasticsearch import start_elasticsearch
 from currencies_local.opensearch import free_http_port, start_opensearch

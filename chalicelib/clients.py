@@ -14,14 +14,14 @@ from typing import Any
 
 import boto3
 
+from chalicelib.api.history import HistoryReader
+from chalicelib.api.store import RateStore
 from chalicelib.config import Settings
 from chalicelib.deadletter import DeadLetter, dead_letter
-from chalicelib.history import HistoryReader
 from chalicelib.observability.push import MetricsPusher
 from chalicelib.observability.pushgateway import Pushgateway
 from chalicelib.sinks.base import SearchEngine
 from chalicelib.sinks.sink import SearchSink, connect
-from chalicelib.store import RateStore
 
 
 @cache

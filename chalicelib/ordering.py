@@ -11,7 +11,7 @@ milliseconds; a live version is `created_at * 10**6 + revision`:
   whatever the interleaving of writers and whatever their clocks;
 - a delete does not remove the item: it leaves a tombstone (`deleted: true`, no
   rate) that keeps both attributes, so a re-create continues the count. The stream
-  shows these as MODIFY records; `chalicelib.changes` turns them into REMOVE and
+  shows these as MODIFY records; `chalicelib.stream.changes` turns them into REMOVE and
   INSERT changes;
 - `created_at` is read from the clock only when the item is absent from the table
   (its first create, or after a writer other than the API removed it). Only then

@@ -20,8 +20,8 @@ from typing import Any
 
 from chalice.local import LambdaContext
 
+from chalicelib.consumer.sqs_batch import delete_messages
 from chalicelib.observability.queues import sample_depths
-from chalicelib.sqs_batch import delete_messages
 from currencies_local.lambda_events import dynamodb_event, failed_message_ids, sqs_event
 from currencies_local.stream_mapping import Discarded, MappingConfig, ShardCheckpoint, failure_description, first_failed
 

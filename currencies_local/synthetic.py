@@ -17,8 +17,8 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
 
-from chalicelib.changes import Change, change_from_record
 from chalicelib.ordering import TOMBSTONE
+from chalicelib.stream.changes import Change, change_from_record
 
 _serializer = TypeSerializer()
 

@@ -4,7 +4,7 @@ written outside the API, while live changes keep flowing.
 Each item becomes the `Change` the stream handler would make of it (`change_from_record` on a
 record shaped like the stream's): a live item as an INSERT of its current state, a tombstone as
 a REMOVE; an item the API cannot read is skipped and counted, as the relay dead-letters it. The
-documents are then the consumer's own (`chalicelib.documents`), written through the production
+documents are then the consumer's own (`chalicelib.consumer.documents`), written through the production
 sink (bounded bulk requests, per-item outcomes, retries).
 
 Versions: an item carrying `created_at` and `revision` gets its live version
@@ -41,11 +41,11 @@ from typing import Any
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.changes import Change, InvalidChange, change_from_record, iso_utc
-from chalicelib.documents import Action, actions_for, rate_action
+from chalicelib.consumer.documents import Action, actions_for, rate_action
 from chalicelib.ordering import TOMBSTONE
 from chalicelib.sinks.base import FAILED_OUTCOMES, outcome_of
 from chalicelib.sinks.sink import SearchSink
+from chalicelib.stream.changes import Change, InvalidChange, change_from_record, iso_utc
 from currencies_ops.console import Progress, Quiet
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.target import Target

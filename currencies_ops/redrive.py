@@ -32,9 +32,9 @@ from typing import Any, Literal, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.batching import sized_batches
-from chalicelib.bus import SNS_BATCH_LIMIT, publish, unwrap
-from chalicelib.changes import Change, InvalidChange, change_from_record
 from chalicelib.deadletter import SQS_MAX_BYTES
+from chalicelib.stream.bus import SNS_BATCH_LIMIT, publish, unwrap
+from chalicelib.stream.changes import Change, InvalidChange, change_from_record
 from currencies_ops.console import Progress, Quiet
 from currencies_ops.letters import UNKNOWN_REASON, Letter, parse_letter
 from currencies_ops.metrics import OperationMetrics

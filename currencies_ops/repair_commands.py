@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from chalicelib.currency import ClientError
-from chalicelib.history import parse_moment
+from chalicelib.api.currency import ClientError
+from chalicelib.api.history import parse_moment
 from currencies_ops.backfill import MAX_SEGMENTS, BackfillError, default_checkpoint_path
 from currencies_ops.backfill import backfill as run_backfill
 from currencies_ops.console import EXIT_CLEAN, EXIT_DIFFERENT, EXIT_UNCHECKED, Bar

@@ -1,7 +1,7 @@
 """`currencies replay`: rebuild the current-state (rates) index from the events index.
 
 For each symbol its newest event (highest `currency.version`) becomes a `Change` again and
-then the consumer's own rates action (`chalicelib.documents.rate_action`): a rate, or for a
+then the consumer's own rates action (`chalicelib.consumer.documents.rate_action`): a rate, or for a
 remove the deletion marker. Writes use the change's external version, so the order of writes
 does not matter for correctness: writing every event would converge on the same index, and
 a live change newer than the replayed one always wins. Reading the events sorted by
@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chalicelib.changes import SCHEMA, Change, InvalidChange, iso_utc
-from chalicelib.documents import Action, rate_action
+from chalicelib.consumer.documents import Action, rate_action
 from chalicelib.sinks.base import FAILED_OUTCOMES, SearchEngine, outcome_of
 from chalicelib.sinks.sink import SearchSink
+from chalicelib.stream.changes import SCHEMA, Change, InvalidChange, iso_utc
 from currencies_ops.console import Progress, Quiet
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.target import Target

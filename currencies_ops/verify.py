@@ -6,7 +6,7 @@ current-state (rates) index and with the newest event of the symbol in the event
 - missing: the table has a live rate, the rates index has no document or a deletion marker;
 - extra: the rates index shows a live document while the table has no live item;
 - different_rate: the document's rate text is not the table's rate in canonical text. The
-  pipeline writes exactly that text (`chalicelib.changes` formats with `format_rate`) and
+  pipeline writes exactly that text (`chalicelib.stream.changes` formats with `format_rate`) and
   term queries on `currency.rate.exact` depend on it, so "1.50" against 1.5 is a difference;
 - older_version / newer_version: the document's external version (`_version`, what decides
   whether a later change may overwrite it) is below / above the item's
@@ -38,10 +38,10 @@ from typing import Any, Literal, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.currency import format_rate
-from chalicelib.documents import DELETED
+from chalicelib.api.currency import format_rate
+from chalicelib.api.store import StoredRate
+from chalicelib.consumer.documents import DELETED
 from chalicelib.ordering import image_version, is_tombstone
-from chalicelib.store import StoredRate
 from currencies_ops.console import Progress, Quiet
 from currencies_ops.letters import parse_letter
 from currencies_ops.metrics import OperationMetrics

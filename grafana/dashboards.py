@@ -46,7 +46,7 @@ OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 PROMETHEUS = DataSourceRef(type_val="prometheus", uid="prometheus")
 EVENTS = DataSourceRef(type_val="elasticsearch", uid="currency-events")
 RATES = DataSourceRef(type_val="elasticsearch", uid="currency-rates")
-# The rates index keeps a marker document for a removed symbol (chalicelib.documents); readers skip it.
+# The rates index keeps a marker document for a removed symbol (chalicelib.consumer.documents); readers skip it.
 LISTED = "NOT currency.deleted:true"
 TIME_FIELD = "@timestamp"
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from chalicelib.documents import Action
+from chalicelib.consumer.documents import Action
 
 Outcome = Literal["written", "duplicate", "stale", "retryable", "rejected"]
 FAILED_OUTCOMES: frozenset[Outcome] = frozenset({"retryable", "rejected"})

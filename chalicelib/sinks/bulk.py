@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.batching import batches
-from chalicelib.documents import Action
+from chalicelib.consumer.documents import Action
 from chalicelib.observability import metrics
 from chalicelib.sinks.base import EngineUnavailable, ItemResult, SearchEngine, outcome_of
 

@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from chalicelib.config import SearchSettings
-from chalicelib.documents import Action
-from chalicelib.indices import templates
+from chalicelib.consumer.documents import Action
 from chalicelib.sinks.base import EngineUnavailable, ItemResult, SearchEngine
 from chalicelib.sinks.bulk import BulkWriter
+from chalicelib.sinks.indices import templates
 
 SETUP_TIMEOUT_S = 10.0
 """The longest one set-up call may take; less when the invocation has less time left."""

@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.changes import Change, change_from_record
+from chalicelib.stream.changes import Change, change_from_record
 from currencies_local.lambda_events import dynamodb_event
 from currencies_local.moto import REGION, aws_environment, start_moto
 from currencies_local.processes import free_port

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import TypeVar
 
-from chalicelib.currency import CurrencyRate
-from chalicelib.store import RateStore
+from chalicelib.api.currency import CurrencyRate
+from chalicelib.api.store import RateStore
 
 T = TypeVar("T")
 

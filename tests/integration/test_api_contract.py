@@ -30,8 +30,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from chalicelib import openapi
-from chalicelib.currency import SYMBOL_PATTERN
+from chalicelib.api import openapi
+from chalicelib.api.currency import SYMBOL_PATTERN
 from currencies_local.pipeline import LocalPipeline
 
 # No 5xx; each response as documented; and what the document forbids, the API refuses (4xx).

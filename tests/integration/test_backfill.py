@@ -25,11 +25,11 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from chalicelib.changes import change_from_record
+from chalicelib.api.store import RateStore
 from chalicelib.config import Settings
-from chalicelib.consumer import InboundMessage, consume
+from chalicelib.consumer.indexer import InboundMessage, consume
 from chalicelib.sinks.sink import SearchSink
-from chalicelib.store import RateStore
+from chalicelib.stream.changes import change_from_record
 from currencies_local.cli import main
 from currencies_local.lambda_events import dynamodb_event
 from currencies_local.moto import REGION, aws_environment

@@ -18,9 +18,9 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.changes import Change
-from chalicelib.consumer import InboundMessage, consume
+from chalicelib.consumer.indexer import InboundMessage, consume
 from chalicelib.sinks.sink import SearchSink
+from chalicelib.stream.changes import Change
 from currencies_local.synthetic import TableModel
 from tests.integration.engines import EngineUnderTest
 

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 
-from chalicelib.bus import publish, unwrap
-from chalicelib.changes import Change, iso_utc
 from chalicelib.observability.metrics import REGISTRY
+from chalicelib.stream.bus import publish, unwrap
+from chalicelib.stream.changes import Change, iso_utc
 from currencies_local.pipeline import LocalPipeline
 from tests.integration.engines import EngineUnderTest
 from tests.integration.support import eventually

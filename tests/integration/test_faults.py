@@ -22,10 +22,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.bus import unwrap
-from chalicelib.currency import CurrencyRate
+from chalicelib.api.currency import CurrencyRate
+from chalicelib.api.store import RateStore
 from chalicelib.observability.metrics import REGISTRY
-from chalicelib.store import RateStore
+from chalicelib.stream.bus import unwrap
 from currencies_local.pipeline import LocalPipeline
 from currencies_ops.letters import MOVED_REASON, Letter, parse_letter
 from tests.integration.conftest import ENGINE_PROCESSES

@@ -10,9 +10,9 @@ import pytest
 import requests
 from chalice.app import Request
 
-from chalicelib import api
+from chalicelib.api import handlers
+from chalicelib.api.history import MAX_VERSION, HistoryReader, encode_cursor
 from chalicelib.config import SearchSettings
-from chalicelib.history import MAX_VERSION, HistoryReader, encode_cursor
 from chalicelib.sinks.sink import connect
 from currencies_local.pipeline import LocalPipeline
 from currencies_local.processes import free_port
@@ -134,6 +134,6 @@ def test_unreachable_engine_is_a_clear_503(engine: str) -> None:
     request = Request({"multiValueQueryStringParameters": None, "headers": {}, "pathParameters": {},
                        "requestContext": {"httpMethod": "GET", "resourcePath": "/currency/{symbol}/history"},
                        "body": None, "stageVariables": None, "isBase64Encoded": False})  # fmt: skip
-    response = api.history(request, lambda: HistoryReader(dead, "currency-events"), "EUR")
+    response = handlers.history(request, lambda: HistoryReader(dead, "currency-events"), "EUR")
     assert response.status_code == 503
     assert '"search_unavailable"' in response.body

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from decimal import Decimal
 
-from chalicelib.consumer import InboundMessage, consume
+from chalicelib.consumer.indexer import InboundMessage, consume
 from chalicelib.sinks.sink import SearchSink
 from currencies_local.synthetic import TableModel
 from tests.integration.engines import EngineUnderTest

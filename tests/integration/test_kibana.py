@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.consumer import InboundMessage, consume
+from chalicelib.consumer.indexer import InboundMessage, consume
 from currencies_local.synthetic import TableModel
 from tests.integration.engines import EngineUnderTest
 

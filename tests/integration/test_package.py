@@ -36,7 +36,7 @@ def test_chalice_package_builds_a_lean_lambda_zip(tmp_path: Path) -> None:
     assert schedule["Properties"]["Schedule"] == "rate(5 minutes)"
     names = zipfile.ZipFile(out / "deployment.zip").namelist()
     assert "app.py" in names
-    assert "chalicelib/consumer.py" in names
+    assert "chalicelib/consumer/indexer.py" in names
     top_level = {name.split("/")[0] for name in names}
     assert not top_level & {"boto3", "botocore", "moto", "currencies_local", "tests", "hypothesis"}
     assert "elasticsearch" in top_level

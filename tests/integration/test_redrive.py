@@ -20,8 +20,8 @@ from typing import Any
 import boto3
 from click.testing import CliRunner
 
-from chalicelib.changes import change_from_record
 from chalicelib.deadletter import dead_letter
+from chalicelib.stream.changes import change_from_record
 from currencies_local.cli import main
 from currencies_local.pipeline import LocalPipeline
 from currencies_local.synthetic import TableModel

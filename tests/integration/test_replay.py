@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import boto3
 
-from chalicelib.changes import Change, change_from_record
-from chalicelib.consumer import InboundMessage, consume
-from chalicelib.store import RateStore
+from chalicelib.api.store import RateStore
+from chalicelib.consumer.indexer import InboundMessage, consume
+from chalicelib.stream.changes import Change, change_from_record
 from currencies_local.lambda_events import dynamodb_event
 from currencies_local.moto import REGION
 from currencies_local.pipeline import LocalPipeline

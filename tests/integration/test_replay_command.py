@@ -21,12 +21,12 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from chalicelib.changes import Change
+from chalicelib.api.currency import format_rate
 from chalicelib.config import Settings
-from chalicelib.consumer import InboundMessage, consume
-from chalicelib.currency import format_rate
-from chalicelib.documents import Action, event_document
+from chalicelib.consumer.documents import Action, event_document
+from chalicelib.consumer.indexer import InboundMessage, consume
 from chalicelib.sinks.sink import SearchSink
+from chalicelib.stream.changes import Change
 from currencies_local.cli import main
 from currencies_local.moto import aws_environment
 from currencies_local.pipeline import LocalPipeline

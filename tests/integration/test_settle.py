@@ -15,7 +15,7 @@ import boto3
 import pytest
 from chalice.local import LambdaContext
 
-from chalicelib.sqs_batch import BatchIncomplete
+from chalicelib.consumer.sqs_batch import BatchIncomplete
 from currencies_local.lambda_events import sqs_event
 from currencies_local.moto import REGION
 from currencies_local.pipeline import LocalPipeline

@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.changes import Change
-from chalicelib.currency import CurrencyRate
-from chalicelib.store import RateStore
+from chalicelib.api.currency import CurrencyRate
+from chalicelib.api.store import RateStore
+from chalicelib.stream.changes import Change
 from tests.integration.store_support import StreamedTable, moto_server
 
 __all__ = ["moto_server"]  # the module fixture, used here

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib.changes import InvalidChange, change_from_record
-from chalicelib.currency import CurrencyRate
+from chalicelib.api.currency import CurrencyRate
+from chalicelib.api.store import RateStore, UnreadableItem
 from chalicelib.observability import metrics
-from chalicelib.store import RateStore, UnreadableItem
+from chalicelib.stream.changes import InvalidChange, change_from_record
 from tests.integration.store_support import StreamedTable, moto_server
 
 __all__ = ["moto_server"]  # the module fixture, used here
@@ -59,7 +59,7 @@ def test_get_treats_an_unreadable_item_as_absent_and_counts_it(
     streamed.table.put_item(Item={"symbol": "EUR", **UNREADABLE[shape]})
     store = RateStore(streamed.table)
     before = unreadable_count()
-    with caplog.at_level(logging.WARNING, logger="chalicelib.store"):
+    with caplog.at_level(logging.WARNING, logger="chalicelib.api.store"):
         assert store.get("EUR") is None
     assert unreadable_count() == before + 1
     assert [record.symbol for record in caplog.records] == ["EUR"]  # type: ignore[attr-defined]

@@ -10,8 +10,8 @@ from typing import Any
 
 import boto3
 
-from chalicelib.currency import CurrencyRate
-from chalicelib.store import RateStore
+from chalicelib.api.currency import CurrencyRate
+from chalicelib.api.store import RateStore
 from currencies_local.event_sources import StreamPoller
 from currencies_local.moto import REGION
 from currencies_local.pipeline import LocalPipeline

@@ -17,8 +17,8 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from chalicelib.currency import CurrencyRate
-from chalicelib.store import RateStore
+from chalicelib.api.currency import CurrencyRate
+from chalicelib.api.store import RateStore
 from currencies_local.cli import main
 from currencies_local.pipeline import LocalPipeline
 from tests.integration.engines import EngineUnderTest

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.changes import Change, InvalidChange
-from chalicelib.documents import event_document, rate_action
+from chalicelib.consumer.documents import event_document, rate_action
 from chalicelib.ordering import fallback_version, live_version
+from chalicelib.stream.changes import Change, InvalidChange
 from currencies_local.synthetic import TableModel
 from currencies_ops.backfill import (
     BackfillError,

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.batching import batches
-from chalicelib.documents import Action
+from chalicelib.consumer.documents import Action
 from chalicelib.sinks.base import EngineUnavailable, ItemResult
 from chalicelib.sinks.bulk import BulkWriter, RetryPolicy, encode
 

@@ -1,4 +1,4 @@
-"""Unit tests for chalicelib.bus with fake SNS clients: batching within SNS's limits, retries, refusals."""
+"""Unit tests for chalicelib.stream.bus with fake SNS clients: batching within SNS's limits, retries, refusals."""
 
 import json
 from dataclasses import replace
@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.bus import SNS_BATCH_BYTES, Retry, publish, unwrap
-from chalicelib.changes import Change
 from chalicelib.observability.metrics import REGISTRY
+from chalicelib.stream.bus import SNS_BATCH_BYTES, Retry, publish, unwrap
+from chalicelib.stream.changes import Change
 from tests.unit.aws_fakes import LIMIT_BYTES, FakeSns, client_error, message_size
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:currency-changes"

@@ -1,4 +1,4 @@
-"""Unit tests for chalicelib.changes: stream record -> change message, and the message contract."""
+"""Unit tests for chalicelib.stream.changes: stream record -> change message, and the message contract."""
 
 import json
 from dataclasses import asdict
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.changes import SCHEMA, Change, InvalidChange, change_from_record
+from chalicelib.stream.changes import SCHEMA, Change, InvalidChange, change_from_record
 
 PUBLISHED_AT = datetime(2024, 5, 1, 12, 30, 15, 250000, tzinfo=UTC)
 CREATED_AT_MS = 1_700_000_000_123

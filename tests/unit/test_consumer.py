@@ -1,4 +1,4 @@
-"""Unit tests for chalicelib.consumer.consume with a hand-written fake sink (no engine, no queue)."""
+"""Unit tests for chalicelib.consumer.indexer.consume with a hand-written fake sink (no engine, no queue)."""
 
 import json
 import time
@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.changes import Change
-from chalicelib.consumer import InboundMessage, consume, deadline_of
-from chalicelib.documents import Action
+from chalicelib.consumer.documents import Action
+from chalicelib.consumer.indexer import InboundMessage, consume, deadline_of
 from chalicelib.sinks.base import ItemResult
+from chalicelib.stream.changes import Change
 
 EVENTS = "currencies-events"
 RATES = "currencies-rates"

@@ -1,4 +1,4 @@
-"""Unit tests for chalicelib.currency: what a valid symbol, rate and request body are."""
+"""Unit tests for chalicelib.api.currency: what a valid symbol, rate and request body are."""
 
 import json
 import string
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from chalicelib.currency import MAX_BODY_BYTES, ClientError, format_rate, parse_body, parse_rate, parse_symbol
+from chalicelib.api.currency import MAX_BODY_BYTES, ClientError, format_rate, parse_body, parse_rate, parse_symbol
 
 FIELDS = {"symbol", "rate"}
 

@@ -1,4 +1,4 @@
-"""Unit tests for chalicelib.documents: which writes make redelivery and reordering harmless."""
+"""Unit tests for chalicelib.consumer.documents: which writes make redelivery and reordering harmless."""
 
 from typing import Any
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.changes import Change
-from chalicelib.documents import SEQUENCE_DIGITS, Action, actions_for, event_document
+from chalicelib.consumer.documents import SEQUENCE_DIGITS, Action, actions_for, event_document
+from chalicelib.stream.changes import Change
 
 EVENTS = "currencies-events"
 RATES = "currencies-rates"

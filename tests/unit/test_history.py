@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.currency import ClientError
-from chalicelib.history import MAX_VERSION, encode_cursor, history_search, parse_history_params, parse_moment
+from chalicelib.api.currency import ClientError
+from chalicelib.api.history import MAX_VERSION, encode_cursor, history_search, parse_history_params, parse_moment
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
-from chalicelib import openapi
-from chalicelib.currency import (
+from chalicelib.api import openapi
+from chalicelib.api.currency import (
     MAX_RATE,
     MAX_SIGNIFICANT_DIGITS,
     MIN_EXPONENT,
@@ -63,7 +63,9 @@ def code_accepts(check: Any, value: Any) -> bool:
 
 
 def test_committed_document_is_the_generated_one() -> None:
-    assert COMMITTED.read_text() == openapi.render(), "run .venv/bin/python -m chalicelib.openapi > docs/openapi.json"
+    assert COMMITTED.read_text() == openapi.render(), (
+        "run .venv/bin/python -m chalicelib.api.openapi > docs/openapi.json"
+    )
 
 
 def test_document_is_valid_openapi_3_1() -> None:

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from chalicelib.changes import Change, change_from_record
 from chalicelib.config import Settings
 from chalicelib.deadletter import dead_letter
+from chalicelib.stream.changes import Change, change_from_record
 from currencies_local.synthetic import TableModel
 from currencies_ops import redrive_command
 from currencies_ops.letters import MOVED_REASON, UNKNOWN_REASON, parse_letter

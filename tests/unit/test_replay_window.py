@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.changes import Change, InvalidChange
-from chalicelib.documents import event_document, rate_action
+from chalicelib.consumer.documents import event_document, rate_action
+from chalicelib.stream.changes import Change, InvalidChange
 from currencies_local.synthetic import random_table
 from currencies_ops.replay import (
     change_from_event,

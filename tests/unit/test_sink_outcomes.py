@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.documents import Action
+from chalicelib.consumer.documents import Action
 from chalicelib.sinks.base import FAILED_OUTCOMES, ItemResult, outcome_of
 from chalicelib.sinks.bulk import encode, parse_item
 

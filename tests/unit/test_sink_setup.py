@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.indices import templates
 from chalicelib.sinks.base import EngineUnavailable
+from chalicelib.sinks.indices import templates
 from chalicelib.sinks.sink import SETUP_TIMEOUT_S, SearchSink
 
 

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.bus import Retry
 from chalicelib.deadletter import DeadLetter, dead_letter
 from chalicelib.observability.metrics import REGISTRY
-from chalicelib.stream import Unpublished, relay
+from chalicelib.stream.bus import Retry
+from chalicelib.stream.relay import Unpublished, relay
 from currencies_local.synthetic import TableModel
 from tests.unit.aws_fakes import LIMIT_BYTES, FakeSns, FakeSqs, message_size
 
@@ -135,7 +135,7 @@ def test_a_record_the_dead_letter_queue_will_not_take_is_logged_whole_and_counte
     batch = records(3)
     batch[2] = broken(batch[2])
     before = stream_records("dead_letter_failed", batch[2]["eventName"])
-    with caplog.at_level(logging.ERROR, logger="chalicelib.stream"):
+    with caplog.at_level(logging.ERROR, logger="chalicelib.stream.relay"):
         report = relay(batch, sns=sns, topic_arn=TOPIC, dead_letter=queue(sqs) if dlq == "refusing" else None)
     assert report.counts == {"published": 2, "dead_letter_failed": 1}
     assert report.batch_response(partial=True) == {"batchItemFailures": []}

@@ -2,7 +2,7 @@
 
 The table and the indices are made by production code: `TableModel` writes items as
 `RateStore` does and emits the stream records, `change_from_record` makes the changes,
-and `chalicelib.documents` the documents a faithful pipeline would index.
+and `chalicelib.consumer.documents` the documents a faithful pipeline would index.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.changes import Change
-from chalicelib.documents import event_document, rate_action
+from chalicelib.consumer.documents import event_document, rate_action
+from chalicelib.stream.changes import Change
 from currencies_local.cli import _write_lock
 from currencies_local.synthetic import TableModel, random_table
 from currencies_ops import verify_command

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from boto3.dynamodb.types import Binary, TypeDeserializer
 
-from chalicelib.currency import format_rate
+from chalicelib.api.currency import format_rate
 from chalicelib.ordering import change_version, is_tombstone
 
 SCHEMA = "currencies.change.v1"
@@ -146,7 +146,7 @@ def _image(typed: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _readable(image: dict[str, Any] | None) -> bool:
-    """Whether the API would show the image as a rate (chalicelib.store reads it so):
+    """Whether the API would show the image as a rate (chalicelib.api.store reads it so):
     a finite decimal rate, whole-number counters and stamps, no tombstone mark."""
     return (
         image is not None

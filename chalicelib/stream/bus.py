@@ -25,8 +25,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.batching import attributes_size, sized_batches
-from chalicelib.changes import Change
 from chalicelib.observability import metrics
+from chalicelib.stream.changes import Change
 
 log = logging.getLogger(__name__)
 

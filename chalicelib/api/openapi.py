@@ -2,11 +2,11 @@
 
 Generated rather than written by hand so that the contract cannot drift from the validation:
 the symbol pattern, the rate's bounds and the history page sizes are the constants of
-`chalicelib.currency` and `chalicelib.history`. `GET /openapi.json` serves `document()`;
+`chalicelib.api.currency` and `chalicelib.api.history`. `GET /openapi.json` serves `document()`;
 `docs/openapi.json` is the committed copy, which tests/unit/test_openapi.py keeps equal to it.
 Regenerate that copy after changing the API or its rules:
 
-    .venv/bin/python -m chalicelib.openapi > docs/openapi.json
+    .venv/bin/python -m chalicelib.api.openapi > docs/openapi.json
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.api import ACCEPTED_CONTENT_TYPES
-from chalicelib.changes import CHANGE_TYPES
-from chalicelib.currency import (
+from chalicelib.api.currency import (
     MAX_BODY_BYTES,
     MAX_RATE,
     MAX_SIGNIFICANT_DIGITS,
@@ -25,11 +23,13 @@ from chalicelib.currency import (
     RATE_TEXT_PATTERN,
     SYMBOL_PATTERN,
 )
-from chalicelib.history import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_VERSION
+from chalicelib.api.handlers import ACCEPTED_CONTENT_TYPES
+from chalicelib.api.history import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_VERSION
+from chalicelib.stream.changes import CHANGE_TYPES
 
 OPENAPI_VERSION = "3.1.0"
 # What the API answers with, whatever form the client sent: upper-case symbols and
-# `chalicelib.currency.format_rate`'s plain decimals (the unit tests check both against the code).
+# `chalicelib.api.currency.format_rate`'s plain decimals (the unit tests check both against the code).
 CANONICAL_SYMBOL = "^[A-Z]{3}$"
 CANONICAL_RATE = r"^(0|[1-9][0-9]*)(\.[0-9]*[1-9])?$"
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from chalicelib.consumer import BatchReport, InboundMessage
+from chalicelib.consumer.indexer import BatchReport, InboundMessage
 
 log = logging.getLogger(__name__)
 SQS_BATCH_LIMIT = 10

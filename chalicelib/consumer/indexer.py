@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.bus import unwrap
-from chalicelib.changes import Change, InvalidChange, iso_utc
+from chalicelib.consumer.documents import actions_for
 from chalicelib.deadletter import DeadLetter
-from chalicelib.documents import actions_for
 from chalicelib.observability import metrics
 from chalicelib.observability.push import remaining_s
 from chalicelib.sinks.base import FAILED_OUTCOMES, Outcome, Sink, outcome_of
+from chalicelib.stream.bus import unwrap
+from chalicelib.stream.changes import Change, InvalidChange, iso_utc
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.bus import DEFAULT_RETRY, Retry, publish
-from chalicelib.changes import CHANGE_TYPES, Change, InvalidChange, change_from_record
 from chalicelib.deadletter import DeadLetter
 from chalicelib.observability import metrics
 from chalicelib.ordering import advances
+from chalicelib.stream.bus import DEFAULT_RETRY, Retry, publish
+from chalicelib.stream.changes import CHANGE_TYPES, Change, InvalidChange, change_from_record
 
 log = logging.getLogger(__name__)
 

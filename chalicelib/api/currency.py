@@ -20,7 +20,7 @@ MAX_SIGNIFICANT_DIGITS = 18
 MAX_RATE = Decimal("1e15")
 MIN_EXPONENT = -18
 
-# Python regexes matched whole (fullmatch); chalicelib.openapi anchors them for JSON Schema.
+# Python regexes matched whole (fullmatch); chalicelib.api.openapi anchors them for JSON Schema.
 SYMBOL_PATTERN = r"[A-Za-z]{3}"
 RATE_TEXT_PATTERN = r"[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?|\.[0-9]+"
 

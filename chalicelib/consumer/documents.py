@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from chalicelib.changes import Change
+from chalicelib.stream.changes import Change
 
 Operation = Literal["create", "index"]
 # The field that marks a rates document as a deleted symbol (its version kept).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.documents import DELETED
+from chalicelib.consumer.documents import DELETED
 
 _DATE = {"type": "date", "format": "strict_date_optional_time||epoch_millis"}
 _KEYWORD = {"type": "keyword"}
@@ -29,7 +29,7 @@ _CURRENCY = {
         "updated_at": _DATE,
     }
 }
-# A deleted symbol's document in the rates index (chalicelib.documents) keeps its version.
+# A deleted symbol's document in the rates index (chalicelib.consumer.documents) keeps its version.
 _RATES_CURRENCY = {"properties": {**_CURRENCY["properties"], DELETED: {"type": "boolean"}}}
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.currency import CurrencyRate
+from chalicelib.api.currency import CurrencyRate
 from chalicelib.observability import metrics
 from chalicelib.ordering import TOMBSTONE
 

@@ -15,11 +15,11 @@ from typing import Any
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib.currency import ClientError, CurrencyRate, format_rate, parse_body, parse_rate, parse_symbol
-from chalicelib.history import HistoryReader, parse_history_params, parse_moment
+from chalicelib.api.currency import ClientError, CurrencyRate, format_rate, parse_body, parse_rate, parse_symbol
+from chalicelib.api.history import HistoryReader, parse_history_params, parse_moment
+from chalicelib.api.store import RateStore, StoredRate, UnreadableItem
 from chalicelib.observability import metrics
 from chalicelib.sinks.base import EngineUnavailable
-from chalicelib.store import RateStore, StoredRate, UnreadableItem
 
 # The original example's curl sends JSON with no Content-Type, which curl labels
 # application/x-www-form-urlencoded; the body is parsed as JSON whatever the label.

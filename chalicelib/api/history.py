@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.changes import iso_utc
-from chalicelib.currency import ClientError
+from chalicelib.api.currency import ClientError
 from chalicelib.sinks.base import SearchEngine
+from chalicelib.stream.changes import iso_utc
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20

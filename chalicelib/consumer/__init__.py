@@ -1,0 +1,1 @@
+"""The consumer stage: queued change messages -> search-engine documents -> per-message outcomes."""

@@ -1,0 +1,1 @@
+"""The stream stage: DynamoDB stream records -> change messages -> the SNS topic."""
