@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
+
+if TYPE_CHECKING:
+    from currencies_ops.target import Target
 
 EXIT_CLEAN, EXIT_DIFFERENT, EXIT_UNCHECKED = 0, 1, 2
 """Done and clean; done with differences or leftovers; could not run."""
@@ -46,3 +56,24 @@ class Bar:
         if task.total is not None and task.completed + amount > task.total:
             self._progress.update(self._task, total=task.completed + amount)
         self._progress.advance(self._task, amount)
+
+
+@contextmanager
+def progress_bar(console: Console, as_json: bool, target: Target, doing: str) -> Iterator[Bar | None]:
+    """A progress bar on stderr after a line saying what runs where; none for --json."""
+    if as_json:
+        yield None
+        return
+    console.print(f"{doing} {escape(target.describe())}")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with RichProgress(*columns, console=console, transient=True) as progress:
+        yield Bar(progress)
+
+
+def fail(console: Console, as_json: bool, what: str, message: str) -> NoReturn:
+    """End a command that could not run: one sentence (or `{"error": ...}` with --json), exit status 2."""
+    if as_json:
+        click.echo(json.dumps({"error": message}))
+    else:
+        console.print(f"[red]could not {what}:[/red]", escape(message))
+    raise SystemExit(EXIT_UNCHECKED)

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import json
 import time
-from typing import NoReturn
 
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from currencies_ops.console import Bar
+from currencies_ops.console import EXIT_CLEAN, EXIT_DIFFERENT, fail, progress_bar
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.redrive import DEFAULT_LIMIT, Options, QueueUnreadable, Report, rows
 from currencies_ops.redrive import redrive as run_redrive
 from currencies_ops.target import TargetError, resolve
 
-EXIT_DONE, EXIT_NOT_ALL, EXIT_UNREADABLE = 0, 1, 2
 LISTED_PROBLEMS = 20
 
 
@@ -76,40 +73,21 @@ def redrive(
     try:
         target = resolve(stage, local)
     except TargetError as error:
-        _fail(console, as_json, str(error))
+        fail(console, as_json, "read the dead-letter queue", str(error))
     with OperationMetrics("redrive", target.settings.pushgateway_url) as metrics:
         try:
-            if as_json:
-                report = run_redrive(target, metrics, options)
-            else:
-                console.print(f"reading the dead-letter queue of {escape(target.describe())}")
-                with Progress(
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TimeElapsedColumn(),
-                    console=console,
-                    transient=True,
-                ) as progress:
-                    report = run_redrive(target, metrics, options, progress=Bar(progress))
+            with progress_bar(console, as_json, target, "reading the dead-letter queue of") as bar:
+                report = run_redrive(target, metrics, options, progress=bar)
         except QueueUnreadable as error:
             metrics.finish("failed")
-            _fail(console, as_json, str(error))
+            fail(console, as_json, "read the dead-letter queue", str(error))
         metrics.finish("complete" if report.complete else "incomplete")
     seconds = time.monotonic() - started
     if as_json:
         click.echo(json.dumps({"target": target.describe(), **report.to_json(), "seconds": round(seconds, 3)}))
     else:
         _print(Console(), report, seconds)
-    raise SystemExit(EXIT_DONE if report.complete else EXIT_NOT_ALL)
-
-
-def _fail(console: Console, as_json: bool, message: str) -> NoReturn:
-    if as_json:
-        click.echo(json.dumps({"error": message}))
-    else:
-        console.print("[red]could not read the dead-letter queue:[/red]", escape(message))
-    raise SystemExit(EXIT_UNREADABLE)
+    raise SystemExit(EXIT_CLEAN if report.complete else EXIT_DIFFERENT)
 
 
 def _print(console: Console, report: Report, seconds: float) -> None:

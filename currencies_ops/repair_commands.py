@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from chalicelib.api.currency import ClientError
 from chalicelib.api.history import parse_moment
 from currencies_ops.backfill import MAX_SEGMENTS, BackfillError, default_checkpoint_path
 from currencies_ops.backfill import backfill as run_backfill
-from currencies_ops.console import EXIT_CLEAN, EXIT_DIFFERENT, EXIT_UNCHECKED, Bar
+from currencies_ops.console import EXIT_CLEAN, EXIT_DIFFERENT, fail, progress_bar
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.replay import ReplayError
 from currencies_ops.replay import replay as run_replay
@@ -93,7 +91,7 @@ def backfill(
     target = _resolve(console, as_json, stage, local)
     with OperationMetrics("backfill", target.settings.pushgateway_url) as metrics:
         try:
-            with _progress(console, as_json, target, "backfilling") as progress:
+            with progress_bar(console, as_json, target, "backfilling") as progress:
                 report = run_backfill(
                     target,
                     metrics,
@@ -104,7 +102,7 @@ def backfill(
                 )
         except BackfillError as error:
             metrics.finish("failed")
-            _fail(console, as_json, "backfill", str(error))
+            fail(console, as_json, "backfill", str(error))
         finished = report.complete and report.failed == 0
         metrics.finish("complete" if finished else "interrupted" if report.interrupted else "failed")
     seconds = time.monotonic() - started
@@ -169,13 +167,13 @@ def replay(
     target = _resolve(console, as_json, stage, local)
     with OperationMetrics("replay", target.settings.pushgateway_url) as metrics:
         try:
-            with _progress(console, as_json, target, "replaying") as progress:
+            with progress_bar(console, as_json, target, "replaying") as progress:
                 report = run_replay(
                     target, metrics, into_new_index=into_new_index, start=window[0], end=window[1], progress=progress
                 )
         except ReplayError as error:
             metrics.finish("failed")
-            _fail(console, as_json, "replay", str(error))
+            fail(console, as_json, "replay", str(error))
         metrics.finish("complete" if report.complete else "failed")
     seconds = time.monotonic() - started
     if as_json:
@@ -215,24 +213,4 @@ def _resolve(console: Console, as_json: bool, stage: str | None, local: bool) ->
     try:
         return resolve(stage, local)
     except TargetError as error:
-        _fail(console, as_json, "run", str(error))
-
-
-@contextmanager
-def _progress(console: Console, as_json: bool, target: Target, doing: str) -> Iterator[Bar | None]:
-    """A progress bar on stderr, or none for --json."""
-    if as_json:
-        yield None
-        return
-    console.print(f"{doing} {escape(target.describe())}")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        yield Bar(progress)
-
-
-def _fail(console: Console, as_json: bool, what: str, message: str) -> NoReturn:
-    if as_json:
-        click.echo(json.dumps({"complete": False, "error": message}))
-    else:
-        console.print(f"[red]could not {what}:[/red]", escape(message))
-    raise SystemExit(EXIT_UNCHECKED)
+        fail(console, as_json, "run", str(error))

@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -60,16 +60,7 @@ Kind = Literal[
     "event_differs",
     "unreadable",
 ]
-KINDS: tuple[Kind, ...] = (
-    "missing",
-    "extra",
-    "different_rate",
-    "older_version",
-    "newer_version",
-    "event_missing",
-    "event_differs",
-    "unreadable",
-)
+KINDS: tuple[Kind, ...] = get_args(Kind)
 TABLE_PAGE = 500
 """Items per scan page; also the size of each page's two searches (below the engines' 10,000 result window)."""
 INDEX_PAGE = 1000

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import NoReturn
 
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from currencies_ops.console import EXIT_CLEAN, EXIT_DIFFERENT, EXIT_UNCHECKED, Bar
+from currencies_ops.console import EXIT_CLEAN, EXIT_DIFFERENT, fail, progress_bar
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.target import Target, TargetError, resolve
 from currencies_ops.verify import KINDS, CheckFailed, Report
@@ -59,27 +57,14 @@ def verify(stage: str | None, local: bool, as_json: bool, max_differences: int, 
     try:
         target = resolve(stage, local)
     except TargetError as error:
-        _fail(console, as_json, str(error))
+        fail(console, as_json, "verify", str(error))
     with OperationMetrics("verify", target.settings.pushgateway_url) as metrics:
         try:
-            if as_json:
-                report = run_verify(target, metrics, symbols=symbols, max_differences=max_differences)
-            else:
-                console.print(f"verifying {escape(target.describe())}")
-                with Progress(
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TimeElapsedColumn(),
-                    console=console,
-                    transient=True,
-                ) as progress:
-                    report = run_verify(
-                        target, metrics, symbols=symbols, max_differences=max_differences, progress=Bar(progress)
-                    )
+            with progress_bar(console, as_json, target, "verifying") as bar:
+                report = run_verify(target, metrics, symbols=symbols, max_differences=max_differences, progress=bar)
         except CheckFailed as error:
             metrics.finish("failed")
-            _fail(console, as_json, str(error))
+            fail(console, as_json, "verify", str(error))
         metrics.finish("clean" if report.clean else "different")
     seconds = time.monotonic() - started
     if as_json:
@@ -87,14 +72,6 @@ def verify(stage: str | None, local: bool, as_json: bool, max_differences: int, 
     else:
         _print(Console(), target, report, seconds)
     raise SystemExit(EXIT_CLEAN if report.clean else EXIT_DIFFERENT)
-
-
-def _fail(console: Console, as_json: bool, message: str) -> NoReturn:
-    if as_json:
-        click.echo(json.dumps({"clean": False, "error": message}))
-    else:
-        console.print("[red]could not verify:[/red]", escape(message))
-    raise SystemExit(EXIT_UNCHECKED)
 
 
 def _print(console: Console, target: Target, report: Report, seconds: float) -> None:
