@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from chalicelib.consumer.documents import Action, rate_action
 from chalicelib.sinks.base import FAILED_OUTCOMES, SearchEngine, outcome_of
@@ -47,6 +47,8 @@ from chalicelib.stream.changes import SCHEMA, Change, InvalidChange, iso_utc
 from currencies_ops.console import Progress, Quiet
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.target import Target
+
+T = TypeVar("T")
 
 EVENTS_PAGE = 1000
 SEARCH_TIMEOUT_S = 30.0
@@ -147,51 +149,28 @@ def swap_actions(alias: str, new_index: str, behind: list[str] | None) -> list[d
 
 
 class IndexAdmin:
-    """Index administration: refresh through the adapter; alias and delete calls, which the adapters do
-    not offer (yet), on the adapter's official client.
-
-    The clients differ in how a call takes its timeout and the `_aliases` body; the calls are the same.
-    """
+    """The index administration replay needs, each call bounded and failing as a ReplayError."""
 
     def __init__(self, engine: SearchEngine) -> None:
         self._engine = engine
-        self._opensearch = engine.name == "opensearch"
-        self._client = engine._client  # type: ignore[attr-defined]  # both adapters keep their client there
 
     def refresh(self, index: str) -> None:
-        try:
-            self._engine.refresh(index, ADMIN_TIMEOUT_S)
-        except Exception as error:
-            raise ReplayError(f"could not refresh {index}: {error}") from error
+        self._call(f"refresh {index}", lambda: self._engine.refresh(index, ADMIN_TIMEOUT_S))
 
     def behind(self, alias: str) -> list[str] | None:
         """The indices `alias` names, or None when no alias has that name (a concrete index or nothing)."""
-        if not self._call(
-            f"look up alias {alias}", lambda indices, timeout: indices.exists_alias(name=alias, **timeout)
-        ):
-            return None
-        return sorted(
-            self._call(f"look up alias {alias}", lambda indices, timeout: indices.get_alias(name=alias, **timeout))
-        )
+        return self._call(f"look up alias {alias}", lambda: self._engine.aliases_of(alias, ADMIN_TIMEOUT_S))
 
     def update_aliases(self, actions: list[dict[str, Any]]) -> None:
-        if self._opensearch:
-            self._call(
-                "move the alias", lambda indices, timeout: indices.update_aliases(body={"actions": actions}, **timeout)
-            )
-        else:
-            self._call("move the alias", lambda indices, timeout: indices.update_aliases(actions=actions, **timeout))
+        self._call("move the alias", lambda: self._engine.update_aliases(actions, ADMIN_TIMEOUT_S))
 
     def delete(self, index: str) -> None:
-        self._call(f"delete {index}", lambda indices, timeout: indices.delete(index=index, **timeout))
+        self._call(f"delete {index}", lambda: self._engine.delete_index(index, ADMIN_TIMEOUT_S))
 
-    def _call(self, what: str, call: Callable[[Any, dict[str, float]], Any]) -> Any:
-        if self._opensearch:
-            indices, timeout = self._client.indices, {"request_timeout": ADMIN_TIMEOUT_S}
-        else:
-            indices, timeout = self._client.options(request_timeout=ADMIN_TIMEOUT_S).indices, {}
+    @staticmethod
+    def _call(what: str, call: Callable[[], T]) -> T:
         try:
-            return call(indices, timeout)
+            return call()
         except Exception as error:
             raise ReplayError(f"could not {what}: {error}") from error
 

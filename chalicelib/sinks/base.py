@@ -55,6 +55,14 @@ class SearchEngine(Protocol):
     def refresh(self, index: str, timeout_s: float) -> None:
         """Make every write acknowledged so far visible to searches (they see the last refresh)."""
 
+    def aliases_of(self, name: str, timeout_s: float) -> list[str] | None:
+        """The indices the alias `name` points at, or None when no alias has that name."""
+
+    def update_aliases(self, actions: list[dict[str, Any]], timeout_s: float) -> None:
+        """Apply `_aliases` actions (add, remove, remove_index) in one atomic request."""
+
+    def delete_index(self, name: str, timeout_s: float) -> None: ...
+
 
 class EngineUnavailable(RuntimeError):
     """The engine gave no usable answer (connection, timeout, 429/5xx for the whole request)."""

@@ -60,6 +60,17 @@ class ElasticsearchEngine:
     def refresh(self, index: str, timeout_s: float) -> None:
         self._call(lambda client: client.indices.refresh(index=index, ignore_unavailable=True), timeout_s)
 
+    def aliases_of(self, name: str, timeout_s: float) -> list[str] | None:
+        if not self._call(lambda client: client.indices.exists_alias(name=name), timeout_s):
+            return None
+        return sorted(self._call(lambda client: client.indices.get_alias(name=name), timeout_s).body)
+
+    def update_aliases(self, actions: list[dict[str, Any]], timeout_s: float) -> None:
+        self._call(lambda client: client.indices.update_aliases(actions=actions), timeout_s)
+
+    def delete_index(self, name: str, timeout_s: float) -> None:
+        self._call(lambda client: client.indices.delete(index=name), timeout_s)
+
     def _call(self, request: Any, timeout_s: float) -> Any:
         try:
             return request(self._client.options(request_timeout=timeout_s))

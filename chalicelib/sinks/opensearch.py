@@ -66,6 +66,19 @@ class OpenSearchEngine:
             lambda: self._client.indices.refresh(index=index, ignore_unavailable=True, request_timeout=timeout_s)
         )
 
+    def aliases_of(self, name: str, timeout_s: float) -> list[str] | None:
+        indices = self._client.indices
+        if not self._call(lambda: indices.exists_alias(name=name, request_timeout=timeout_s)):
+            return None
+        return sorted(self._call(lambda: indices.get_alias(name=name, request_timeout=timeout_s)))
+
+    def update_aliases(self, actions: list[dict[str, Any]], timeout_s: float) -> None:
+        body = {"actions": actions}
+        self._call(lambda: self._client.indices.update_aliases(body=body, request_timeout=timeout_s))
+
+    def delete_index(self, name: str, timeout_s: float) -> None:
+        self._call(lambda: self._client.indices.delete(index=name, request_timeout=timeout_s))
+
     def _call(self, request: Any) -> Any:
         try:
             return request()
