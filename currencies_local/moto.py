@@ -1,4 +1,8 @@
-"""moto server, playing AWS (DynamoDB + Streams, SNS, SQS) in a child process of its own."""
+"""moto server, playing AWS (DynamoDB + Streams, SNS, SQS) in a child process of its own.
+
+It runs as `currencies_local.moto_server`: moto's own app, with DynamoDB writes made atomic
+as DynamoDB makes them.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ def aws_environment(endpoint_url: str) -> dict[str, str]:
 def start_moto(host: str, port: int, log_dir: Path) -> ManagedProcess:
     process = ManagedProcess(
         "moto server",
-        [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
+        [sys.executable, "-m", "currencies_local.moto_server", "-H", host, "-p", str(port)],
         log_dir / "moto.log",
     )
     process.wait_until(lambda: http_status(f"http://{host}:{port}/moto-api/") is not None, timeout_s=30)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
+import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -52,7 +53,10 @@ def assert_ordered_and_converged(streamed: StreamedTable, results: list[tuple[st
     store = RateStore(streamed.table)
     for symbol in {change.symbol for change in changes}:
         versions = [(change.type, change.version) for change in changes if change.symbol == symbol]
-        assert all(a[1] < b[1] for a, b in itertools.pairwise(versions)), f"{symbol}: {versions}"
+        backwards = [(a, b) for a, b in itertools.pairwise(versions) if a[1] >= b[1]]
+        assert not backwards, (
+            f"{symbol}: {len(backwards)} of {len(versions)} changes not above the one before: {backwards[:3]}"
+        )
         last = [change for change in changes if change.symbol == symbol][-1]
         stored = store.get(symbol)
         if last.type == "REMOVE":
@@ -262,3 +266,21 @@ def test_eight_threads_racing_on_three_symbols_keep_versions_increasing(streamed
     changes = assert_ordered_and_converged(streamed, results)
     assert {change.type for change in changes} == {"INSERT", "MODIFY", "REMOVE"}
     assert sum(change.type == "INSERT" for change in changes) > len(SYMBOLS), "no symbol was re-created"
+
+
+def test_eight_writers_on_one_symbol_never_repeat_or_reorder_a_revision(streamed: StreamedTable) -> None:
+    """1,200 writes racing on one item. moto server alone lets two conditional writes of an item
+    both apply (measured: 2-3 repeated or reordered revisions per run, and lost writes); the
+    local runtime's moto (currencies_local.moto_server) makes DynamoDB writes atomic, as AWS does."""
+    rng = random.Random(9)
+    plans = [
+        [("ONE", rng.choice(["put", "put", "delete"]), Decimal(rng.randint(1, 999))) for _ in range(150)]
+        for _ in range(8)
+    ]
+    stores = [RateStore(boto3.session.Session().resource("dynamodb").Table(streamed.table.name)) for _ in plans]
+    threads, results, errors = start_writers(stores, plans)
+    for thread in threads:
+        thread.join(timeout=180)
+    assert not errors, errors
+    assert len(results) == 1200
+    assert_ordered_and_converged(streamed, results)
