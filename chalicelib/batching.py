@@ -1,8 +1,11 @@
-"""Grouping items into requests bounded by count and bytes (bulk requests, SNS publish batches)."""
+"""Grouping items into requests bounded by count, and by bytes (bulk requests, SNS publish batches)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def batches(encoded: Sequence[bytes], max_items: int, max_bytes: int) -> list[list[int]]:
@@ -32,3 +35,9 @@ def attributes_size(attributes: dict[str, dict[str, str]]) -> int:
         len(name.encode()) + len(value["DataType"].encode()) + len(value["StringValue"].encode())
         for name, value in attributes.items()
     )
+
+
+def chunks(values: Sequence[T], size: int) -> Iterator[list[T]]:
+    """`values` in consecutive groups of at most `size` (AWS batch calls take 10, 100 ...)."""
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])

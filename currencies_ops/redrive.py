@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,35 +30,22 @@ from typing import Any, Literal, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.batching import sized_batches
+from chalicelib.batching import chunks, sized_batches
 from chalicelib.deadletter import SQS_MAX_BYTES
 from chalicelib.stream.bus import SNS_BATCH_LIMIT, publish, unwrap
 from chalicelib.stream.changes import Change, InvalidChange, change_from_record
 from currencies_ops.console import Progress, Quiet
-from currencies_ops.letters import UNKNOWN_REASON, Letter, parse_letter
+from currencies_ops.letters import SQS_BATCH, UNKNOWN_REASON, HeldLetters, Letter, QueueUnreadable
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.target import Target
-from currencies_ops.verify import chunks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SQS_BATCH = 10
-"""SQS's limit of messages per receive, send, delete and visibility batch."""
-RECEIVE_WAIT_S = 1
-"""Long polling asks every SQS server, so an empty answer means nothing is visible any more."""
-HIDE_S = 300
-"""How long letters read stay invisible to other readers; extended while the run lasts."""
-EXTEND_BEFORE_S = 120
-"""Letters are hidden again for HIDE_S once less than this is left."""
 DEFAULT_LIMIT = 10_000
 
 Destination = Literal["topic", "queue"]
 Mode = Literal["show", "dry_run", "redrive"]
-
-
-class QueueUnreadable(RuntimeError):
-    """The dead-letter queue is not configured or could not be read; the message says which call."""
 
 
 # -- The pure part: parse, choose, plan, group ---------------------------------------------------
@@ -215,102 +201,6 @@ class Report:
 # -- The I/O edges ------------------------------------------------------------------------------
 
 
-class HeldLetters:
-    """The dead-letter-queue messages this run holds: hidden from other readers until deleted or released."""
-
-    def __init__(self, sqs: Any, url: str, hide_s: int = HIDE_S, clock: Callable[[], float] = time.monotonic) -> None:
-        self.sqs = sqs
-        self.url = url
-        self.hide_s = hide_s
-        self.clock = clock
-        self.handles: dict[str, str] = {}
-        """Message id -> the latest receipt handle (a message received again gets a new one)."""
-        self._hidden_until = 0.0
-
-    def depth(self) -> int:
-        """The queue's approximate number of visible messages, for the progress bar."""
-        attributes = _read(
-            "read the dead-letter queue's depth",
-            lambda: self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages"]),
-        )
-        return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
-
-    def receive(self, limit: int, progress: Progress) -> tuple[list[Letter], bool]:
-        """Read rounds of letters until a round brings nothing new or `limit` are held; True: the limit was reached."""
-        letters: list[Letter] = []
-        while len(self.handles) < limit:
-            if not self.handles:
-                self._hidden_until = self.clock() + self.hide_s
-            response = _read(
-                "read the dead-letter queue",
-                lambda: self.sqs.receive_message(
-                    QueueUrl=self.url,
-                    MaxNumberOfMessages=min(SQS_BATCH, limit - len(self.handles)),
-                    VisibilityTimeout=self.hide_s,
-                    WaitTimeSeconds=RECEIVE_WAIT_S,
-                ),
-            )
-            new = 0
-            for message in response.get("Messages", []):
-                if message["MessageId"] not in self.handles:
-                    letters.append(parse_letter(message["MessageId"], message.get("Body", "")))
-                    new += 1
-                self.handles[message["MessageId"]] = message["ReceiptHandle"]
-            progress.advance(new)
-            if not new:
-                break
-            self.keep_hidden()
-        return letters, len(self.handles) >= limit
-
-    def keep_hidden(self) -> None:
-        """Hide every held letter for another HIDE_S when the current hiding is about to end."""
-        if self.clock() < self._hidden_until - EXTEND_BEFORE_S:
-            return
-        self._hidden_until = self.clock() + self.hide_s
-        failures = self._visibility(list(self.handles), self.hide_s)
-        if failures:
-            log.warning("%d dead letters could not be kept hidden; another reader may see them", failures)
-
-    def delete(self, message_ids: Sequence[str]) -> dict[str, str]:
-        """Delete these letters; returns the error of each one still in the queue."""
-        errors: dict[str, str] = {}
-        for chunk in chunks(list(message_ids), SQS_BATCH):
-            entries = [{"Id": str(n), "ReceiptHandle": self.handles[mid]} for n, mid in enumerate(chunk)]
-            try:
-                response = self.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
-            except (BotoCoreError, ClientError) as error:
-                errors |= {mid: repr(error) for mid in chunk}
-                continue
-            failed = {int(f["Id"]): f"{f.get('Code')}: {f.get('Message')}" for f in response.get("Failed") or []}
-            errors |= {chunk[n]: text for n, text in failed.items()}
-        for mid in message_ids:
-            if mid not in errors:
-                del self.handles[mid]
-        return errors
-
-    def release(self) -> None:
-        """Make every letter still held visible at once; one that fails shows again when its hiding ends."""
-        failures = self._visibility(list(self.handles), 0)
-        if failures:
-            log.warning("%d dead letters stay hidden for up to %d s", failures, self.hide_s)
-        self.handles.clear()
-
-    def _visibility(self, message_ids: list[str], seconds: int) -> int:
-        failures = 0
-        for chunk in chunks(message_ids, SQS_BATCH):
-            entries = [
-                {"Id": str(n), "ReceiptHandle": self.handles[mid], "VisibilityTimeout": seconds}
-                for n, mid in enumerate(chunk)
-            ]
-            try:
-                response = self.sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
-            except (BotoCoreError, ClientError):
-                failures += len(chunk)
-                continue
-            failures += len(response.get("Failed") or [])
-        return failures
-
-
 @dataclass(frozen=True)
 class Options:
     source: str | None = None
@@ -461,10 +351,3 @@ def _sent(held: HeldLetters, entries: list[Entry]) -> None:
 def _fail(entries: list[Entry], reason: str) -> None:
     for entry in entries:
         entry.failure = reason
-
-
-def _read(what: str, call: Callable[[], T]) -> T:
-    try:
-        return call()
-    except (BotoCoreError, ClientError) as error:
-        raise QueueUnreadable(f"could not {what}: {error}") from error

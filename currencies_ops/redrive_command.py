@@ -11,8 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from currencies_ops.console import EXIT_CLEAN, EXIT_DIFFERENT, fail, progress_bar
+from currencies_ops.letters import QueueUnreadable
 from currencies_ops.metrics import OperationMetrics
-from currencies_ops.redrive import DEFAULT_LIMIT, Options, QueueUnreadable, Report, rows
+from currencies_ops.redrive import DEFAULT_LIMIT, Options, Report, rows
 from currencies_ops.redrive import redrive as run_redrive
 from currencies_ops.target import TargetError, resolve
 

@@ -40,10 +40,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.api.currency import format_rate
 from chalicelib.api.store import StoredRate
+from chalicelib.batching import chunks
 from chalicelib.consumer.documents import DELETED
 from chalicelib.ordering import image_version, is_tombstone
 from currencies_ops.console import Progress, Quiet
-from currencies_ops.letters import parse_letter
+from currencies_ops.letters import HeldLetters, Letter, QueueUnreadable
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.target import Target
 
@@ -212,10 +213,9 @@ def _short(item: dict[str, Any]) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def letter_group(message_id: str, body: str) -> tuple[str, str]:
-    """(source, reason) of one dead-letter-queue message, the reason cut to fit a table row."""
-    source, reason = parse_letter(message_id, body).group
-    return source, reason[:MAX_REASON_CHARS]
+def letter_group(letter: Letter) -> tuple[str, str]:
+    """(source, reason) of one dead letter, the reason cut to fit a table row."""
+    return letter.source, letter.reason[:MAX_REASON_CHARS]
 
 
 # -- The result ---------------------------------------------------------------------------------
@@ -465,40 +465,15 @@ def dead_letters(target: Target, limit: int = PEEK_LIMIT) -> DeadLetters | None:
     )
     visible = int(attributes["ApproximateNumberOfMessages"])
     depth = visible + int(attributes["ApproximateNumberOfMessagesNotVisible"])
-    groups: Counter[tuple[str, str]] = Counter()
-    handles: dict[str, str] = {}
+    held = HeldLetters(target.sqs, url, hide_s=PEEK_HIDE_S)
     try:
-        while len(handles) < min(limit, visible):
-            response = _aws(
-                "peek at the dead-letter queue",
-                lambda: target.sqs.receive_message(
-                    QueueUrl=url,
-                    MaxNumberOfMessages=min(10, limit - len(handles)),
-                    VisibilityTimeout=PEEK_HIDE_S,
-                    WaitTimeSeconds=1,
-                    MessageAttributeNames=["All"],
-                ),
-            )
-            messages = response.get("Messages", [])
-            if not messages:
-                break
-            for message in messages:
-                if message["MessageId"] not in handles:
-                    handles[message["MessageId"]] = message["ReceiptHandle"]
-                    groups[letter_group(message["MessageId"], message.get("Body", ""))] += 1
+        letters, _ = held.receive(min(limit, visible), Quiet())
+    except QueueUnreadable as error:
+        raise CheckFailed(str(error)) from error
     finally:
-        _show_again(target, url, list(handles.values()))
-    return DeadLetters(url, depth, len(handles), dict(groups))
-
-
-def _show_again(target: Target, url: str, handles: list[str]) -> None:
-    """Make peeked letters visible at once; a failure only delays them until PEEK_HIDE_S passes."""
-    for chunk in chunks(handles, 10):
-        entries = [{"Id": str(n), "ReceiptHandle": handle, "VisibilityTimeout": 0} for n, handle in enumerate(chunk)]
-        try:
-            target.sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
-        except (BotoCoreError, ClientError) as error:
-            log.warning("peeked dead letters stay hidden for up to %d s: %s", PEEK_HIDE_S, error)
+        held.release()
+    groups = Counter(letter_group(letter) for letter in letters)
+    return DeadLetters(url, depth, len(letters), dict(groups))
 
 
 def _aws(what: str, call: Callable[[], T]) -> T:
@@ -527,8 +502,3 @@ def _search_response(target: Target, index: str, body: dict[str, Any]) -> dict[s
         return target.search.search(index, body, SEARCH_TIMEOUT_S)
     except Exception as error:  # unreachable, refused (401/403), or a query it does not take: all end the check
         raise CheckFailed(f"{search.engine} at {search.url} could not search {index}: {error}") from error
-
-
-def chunks(values: list[T], size: int) -> Iterator[list[T]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]

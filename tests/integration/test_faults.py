@@ -27,7 +27,8 @@ from chalicelib.api.store import RateStore
 from chalicelib.observability.metrics import REGISTRY
 from chalicelib.stream.bus import unwrap
 from currencies_local.pipeline import LocalPipeline
-from currencies_ops.letters import MOVED_REASON, Letter, parse_letter
+from currencies_ops.console import Quiet
+from currencies_ops.letters import MOVED_REASON, HeldLetters, Letter
 from tests.integration.conftest import ENGINE_PROCESSES
 from tests.integration.engines import EngineUnderTest
 from tests.integration.support import eventually, random_write
@@ -250,43 +251,17 @@ def _streamed(outcome: str) -> float:
 
 
 def _dead_letters(dlq_url: str, wanted: Callable[[Letter], bool], count: int) -> list[Letter]:
-    """The DLQ's letters that `wanted` picks, once `count` of them are there; every letter stays in the queue.
+    """The DLQ's letters that `wanted` picks, once `count` of them are there; every letter stays in the queue
+    (read as `currencies redrive` reads it: held hidden while read, then shown again; other tests share it)."""
+    held = HeldLetters(boto3.client("sqs"), dlq_url, hide_s=120)
 
-    Letters read are hidden until the end (moto hands out the same first ten to a receive
-    that hides nothing), then shown again; other tests' letters share the queue.
-    """
-    sqs = boto3.client("sqs")
-    found: dict[str, Letter] = {}
-    held: dict[str, str] = {}
+    def read() -> list[Letter]:
+        try:
+            return [letter for letter in held.receive(10_000, Quiet())[0] if wanted(letter)]
+        finally:
+            held.release()
 
-    def peek() -> int:
-        response = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=120)
-        messages = response.get("Messages", [])
-        for message in messages:
-            held[message["MessageId"]] = message["ReceiptHandle"]
-            letter = parse_letter(message["MessageId"], message["Body"])
-            if wanted(letter):
-                found[message["MessageId"]] = letter
-        if not messages:  # all read: show them again, so a letter that arrives late is read with the rest
-            _show(sqs, dlq_url, held)
-        return len(found)
-
-    try:
-        eventually(peek, lambda n: n >= count, 90)
-    finally:
-        _show(sqs, dlq_url, held)
-    return list(found.values())
-
-
-def _show(sqs: Any, dlq_url: str, held: dict[str, str]) -> None:
-    handles = list(held.values())
-    held.clear()
-    for start in range(0, len(handles), 10):
-        entries = [
-            {"Id": str(n), "ReceiptHandle": h, "VisibilityTimeout": 0}
-            for n, h in enumerate(handles[start : start + 10])
-        ]
-        sqs.change_message_visibility_batch(QueueUrl=dlq_url, Entries=entries)
+    return eventually(read, lambda found: len(found) >= count, 90)
 
 
 def _symbol(letter: Letter) -> str | None:

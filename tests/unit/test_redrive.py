@@ -23,14 +23,18 @@ from chalicelib.deadletter import dead_letter
 from chalicelib.stream.changes import Change, change_from_record
 from currencies_local.synthetic import TableModel
 from currencies_ops import redrive_command
-from currencies_ops.letters import MOVED_REASON, UNKNOWN_REASON, parse_letter
+from currencies_ops.letters import (
+    EXTEND_BEFORE_S,
+    MOVED_REASON,
+    UNKNOWN_REASON,
+    HeldLetters,
+    QueueUnreadable,
+    parse_letter,
+)
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.redrive import (
-    EXTEND_BEFORE_S,
     Entry,
-    HeldLetters,
     Options,
-    QueueUnreadable,
     Row,
     chosen,
     plan,

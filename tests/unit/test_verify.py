@@ -24,7 +24,7 @@ from chalicelib.stream.changes import Change
 from currencies_local.cli import _write_lock
 from currencies_local.synthetic import TableModel, random_table
 from currencies_ops import verify_command
-from currencies_ops.letters import MOVED_REASON
+from currencies_ops.letters import MOVED_REASON, parse_letter
 from currencies_ops.metrics import OperationMetrics
 from currencies_ops.target import Target, TargetError, from_local, from_stage, resolve
 from currencies_ops.verify import DeadLetters, Difference, Report, compare, letter_group
@@ -251,15 +251,19 @@ def test_report_counts_every_difference_and_keeps_the_first_few() -> None:
     assert Report(max_differences=5).clean
 
 
+def letter_group_of(message_id: str, body: str) -> tuple[str, str]:
+    return letter_group(parse_letter(message_id, body))
+
+
 def test_dead_letters_are_grouped_by_source_and_reason() -> None:
     long = json.dumps({"source": "stream", "reason": "r" * 500, "payload": None})
-    assert letter_group("m1", long) == ("stream", "r" * 200)
+    assert letter_group_of("m1", long) == ("stream", "r" * 200)
     letter = json.dumps({"source": "consumer", "reason": "mapping refused", "payload": None})
-    assert letter_group("m2", letter) == ("consumer", "mapping refused")
+    assert letter_group_of("m2", letter) == ("consumer", "mapping refused")
     envelope = json.dumps({"Type": "Notification", "Message": "{}"})
-    assert letter_group("m3", envelope) == ("consumer", MOVED_REASON)
-    assert letter_group("m4", "not json")[0] == "unknown"
-    assert letter_group("m5", json.dumps({"source": 1}))[0] == "unknown"
+    assert letter_group_of("m3", envelope) == ("consumer", MOVED_REASON)
+    assert letter_group_of("m4", "not json")[0] == "unknown"
+    assert letter_group_of("m5", json.dumps({"source": 1}))[0] == "unknown"
 
 
 # -- Target --------------------------------------------------------------------------------------
