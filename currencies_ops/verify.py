@@ -484,11 +484,7 @@ def _aws(what: str, call: Callable[[], T]) -> T:
 
 
 def _refresh(target: Target, index: str) -> None:
-    search = target.settings.search
-    try:
-        target.search.refresh(index, SEARCH_TIMEOUT_S)
-    except Exception as error:  # as in _search_response
-        raise CheckFailed(f"{search.engine} at {search.url} could not refresh {index}: {error}") from error
+    _engine(target, f"refresh {index}", lambda: target.search.refresh(index, SEARCH_TIMEOUT_S))
 
 
 def _search(target: Target, index: str, body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -497,8 +493,12 @@ def _search(target: Target, index: str, body: dict[str, Any]) -> list[dict[str, 
 
 
 def _search_response(target: Target, index: str, body: dict[str, Any]) -> dict[str, Any]:
+    return _engine(target, f"search {index}", lambda: target.search.search(index, body, SEARCH_TIMEOUT_S))
+
+
+def _engine(target: Target, what: str, call: Callable[[], T]) -> T:
     search = target.settings.search
     try:
-        return target.search.search(index, body, SEARCH_TIMEOUT_S)
+        return call()
     except Exception as error:  # unreachable, refused (401/403), or a query it does not take: all end the check
-        raise CheckFailed(f"{search.engine} at {search.url} could not search {index}: {error}") from error
+        raise CheckFailed(f"{search.engine} at {search.url} could not {what}: {error}") from error
