@@ -23,6 +23,7 @@ from botocore.config import Config
 
 from chalicelib.config import ConfigError, Settings
 from chalicelib.sinks.base import SearchEngine
+from chalicelib.sinks.credentials import read_secret
 from chalicelib.sinks.sink import connect
 
 CHALICE_CONFIG = Path(".chalice") / "config.json"
@@ -75,7 +76,9 @@ class Target:
 
     @cached_property
     def search(self) -> SearchEngine:
-        return connect(self.settings.search)
+        """The engine, its credentials (if any) read with the operator's AWS session, as the Lambdas read theirs."""
+        endpoint = self.aws.get("AWS_ENDPOINT_URL")
+        return connect(self.settings.search, lambda arn: read_secret(arn, session=self._session, endpoint_url=endpoint))
 
     def describe(self) -> str:
         """One line naming the table, the indices and the engine, for the report's header."""

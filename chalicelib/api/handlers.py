@@ -8,6 +8,7 @@ by `normalise_errors`, so clients parse one format.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,8 @@ from chalicelib.api.history import HistoryReader, parse_history_params, parse_mo
 from chalicelib.api.store import RateStore, StoredRate, UnreadableItem
 from chalicelib.observability import metrics
 from chalicelib.sinks.base import EngineUnavailable
+
+log = logging.getLogger(__name__)
 
 # The original example's curl sends JSON with no Content-Type, which curl labels
 # application/x-www-form-urlencoded; the body is parsed as JSON whatever the label.
@@ -77,7 +80,7 @@ def read(request: Request, store: RateStore, history: Callable[[], HistoryReader
             raise _not_found(symbol)
         return _json(200, _view(stored))
 
-    return _handle(run)
+    return _handle(run, request)
 
 
 def history(request: Request, reader: Callable[[], HistoryReader], symbol: str) -> Response:
@@ -85,7 +88,7 @@ def history(request: Request, reader: Callable[[], HistoryReader], symbol: str) 
         query = parse_history_params(parse_symbol(symbol), dict(request.query_params or {}))
         return _json(200, reader().history(query))
 
-    return _handle(run)
+    return _handle(run, request)
 
 
 def read_all(store: RateStore) -> Response:
@@ -114,14 +117,30 @@ def _body(request: Request, *, required: set[str], allowed: set[str]) -> dict[st
     return parse_body(request.raw_body, required=required, allowed=allowed)
 
 
-def _handle(run: Callable[[], Response]) -> Response:
+def _handle(run: Callable[[], Response], request: Request | None = None) -> Response:
     try:
         return run()
     except ClientError as error:
         return _json(error.status, {"error": error.code, "message": error.message})
     except EngineUnavailable as error:
-        message = f"the search engine cannot answer now; retry later ({error})"
+        # The detail (engine URL, secret ARN, status) is for operators: callers get only what they can act on.
+        request_id = _request_id(request)
+        log.warning("search engine unavailable", extra={"error": str(error), "api_request_id": request_id})
+        message = "the search engine cannot answer now; retry later"
+        if request_id:
+            message += f" (request id {request_id})"
         return _json(503, {"error": "search_unavailable", "message": message})
+
+
+def _request_id(request: Request | None) -> str | None:
+    """API Gateway's request id (what the caller sees in x-amzn-RequestId), else the Lambda's."""
+    if request is None:
+        return None
+    request_id = (request.context or {}).get("requestId")
+    if request_id:
+        return str(request_id)
+    lambda_context = getattr(request, "lambda_context", None)
+    return getattr(lambda_context, "aws_request_id", None)
 
 
 def _not_found(symbol: str) -> ClientError:

@@ -12,23 +12,24 @@ from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundErro
 
 from chalicelib.config import SearchSettings
 from chalicelib.sinks.base import EngineUnavailable
+from chalicelib.sinks.credentials import CredentialsProvider, SearchCredentials, with_refresh
 
 
 class ElasticsearchEngine:
     name = "elasticsearch"
 
-    def __init__(self, client: Elasticsearch) -> None:
+    def __init__(self, client: Elasticsearch, credentials: CredentialsProvider | None = None) -> None:
         self._client = client
+        self._credentials = credentials
 
     @classmethod
-    def connect(cls, search: SearchSettings) -> ElasticsearchEngine:
-        auth: dict[str, Any] = {}
-        if search.auth == "basic":
-            auth["basic_auth"] = (search.username, search.password)
-        elif search.auth == "api_key":
-            auth["api_key"] = search.api_key
+    def connect(cls, search: SearchSettings, credentials: CredentialsProvider | None = None) -> ElasticsearchEngine:
+        """A client without credentials: each request carries the provider's current ones (see `_call`)."""
+        tls: dict[str, Any] = {"verify_certs": search.verify_certs}
+        if search.ca_certs:
+            tls["ca_certs"] = search.ca_certs
         # Retries are ours (sinks.bulk), bounded by the Lambda's remaining time.
-        return cls(Elasticsearch(search.url, max_retries=0, retry_on_timeout=False, **auth))
+        return cls(Elasticsearch(search.url, max_retries=0, retry_on_timeout=False, **tls), credentials)
 
     def send_bulk(self, body: bytes, timeout_s: float) -> list[dict[str, Any]]:
         response = self._call(lambda client: client.bulk(operations=body), timeout_s)
@@ -72,11 +73,29 @@ class ElasticsearchEngine:
         self._call(lambda client: client.indices.delete(index=name), timeout_s)
 
     def _call(self, request: Any, timeout_s: float) -> Any:
+        """One request, retried once with re-read credentials if the engine refuses them."""
+        return with_refresh(
+            self._credentials,
+            lambda credentials: self._once(request, timeout_s, credentials),
+            _refused_status,
+            "Elasticsearch",
+        )
+
+    def _once(self, request: Any, timeout_s: float, credentials: SearchCredentials | None) -> Any:
+        options: dict[str, Any] = {"request_timeout": timeout_s}
+        if credentials is not None and credentials.api_key is not None:
+            options["api_key"] = credentials.api_key.reveal()
+        elif credentials is not None:
+            options["basic_auth"] = credentials.basic_auth()
         try:
-            return request(self._client.options(request_timeout=timeout_s))
+            return request(self._client.options(**options))
         except TransportError as error:  # connection refused, reset, timed out
             raise EngineUnavailable(f"Elasticsearch unreachable: {error}") from error
         except ApiError as error:
             if error.meta.status == 429 or error.meta.status >= 500:
                 raise EngineUnavailable(f"Elasticsearch answered {error.meta.status}: {error.message}") from error
             raise
+
+
+def _refused_status(error: Exception) -> int | None:
+    return error.meta.status if isinstance(error, ApiError) else None

@@ -6,32 +6,45 @@ an adapter per engine; the bulk format and everything above it are shared.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from opensearchpy import NotFoundError, OpenSearch, RequestError, TransportError, Urllib3AWSV4SignerAuth
 
 from chalicelib.config import SearchSettings
 from chalicelib.sinks.base import EngineUnavailable
+from chalicelib.sinks.credentials import CredentialsProvider, SearchCredentials, with_refresh
 
 
 class OpenSearchEngine:
     name = "opensearch"
 
-    def __init__(self, client: OpenSearch) -> None:
-        self._client = client
+    def __init__(
+        self, build: Callable[[SearchCredentials | None], OpenSearch], credentials: CredentialsProvider | None = None
+    ) -> None:
+        self._build = build
+        self._credentials = credentials
+        self._built_with: SearchCredentials | None = None
+        # Credentials are read on the first request, not here; until then the client has none.
+        self._client = build(None)
 
     @classmethod
-    def connect(cls, search: SearchSettings) -> OpenSearchEngine:
-        options: dict[str, Any] = {}
-        if search.auth == "basic":
-            options["http_auth"] = (search.username, search.password)
-        elif search.auth == "sigv4":
+    def connect(cls, search: SearchSettings, credentials: CredentialsProvider | None = None) -> OpenSearchEngine:
+        options: dict[str, Any] = {"verify_certs": search.verify_certs}
+        if search.ca_certs:
+            options["ca_certs"] = search.ca_certs
+        if search.auth == "sigv4":
             import boto3  # noqa: PLC0415 - the Lambda runtime provides it; only SigV4 needs it
 
-            credentials = boto3.Session().get_credentials()
-            options["http_auth"] = Urllib3AWSV4SignerAuth(credentials, search.region, search.sigv4_service)
-        # Retries are ours (sinks.bulk), bounded by the Lambda's remaining time.
-        return cls(OpenSearch(hosts=[search.url], max_retries=0, retry_on_timeout=False, **options))
+            boto_credentials = boto3.Session().get_credentials()
+            options["http_auth"] = Urllib3AWSV4SignerAuth(boto_credentials, search.region, search.sigv4_service)
+
+        def build(basic: SearchCredentials | None) -> OpenSearch:
+            auth = {} if basic is None else {"http_auth": basic.basic_auth()}
+            # Retries are ours (sinks.bulk), bounded by the Lambda's remaining time.
+            return OpenSearch(hosts=[search.url], max_retries=0, retry_on_timeout=False, **options, **auth)
+
+        return cls(build, credentials)
 
     def send_bulk(self, body: bytes, timeout_s: float) -> list[dict[str, Any]]:
         return self._call(lambda: self._client.bulk(body=body, request_timeout=timeout_s))["items"]
@@ -80,6 +93,15 @@ class OpenSearchEngine:
         self._call(lambda: self._client.indices.delete(index=name, request_timeout=timeout_s))
 
     def _call(self, request: Any) -> Any:
+        """One request, retried once with re-read credentials if the engine refuses them."""
+        return with_refresh(
+            self._credentials, lambda credentials: self._once(request, credentials), _refused_status, "OpenSearch"
+        )
+
+    def _once(self, request: Any, credentials: SearchCredentials | None) -> Any:
+        if credentials is not None and credentials is not self._built_with:
+            # opensearch-py fixes auth per connection: new credentials, new client (the old one is dropped).
+            self._client, self._built_with = self._build(credentials), credentials
         try:
             return request()
         except TransportError as error:
@@ -88,3 +110,8 @@ class OpenSearchEngine:
             if not isinstance(status, int) or status == 429 or status >= 500:
                 raise EngineUnavailable(f"OpenSearch unavailable ({status}): {error.error}") from error
             raise
+
+
+def _refused_status(error: Exception) -> int | None:
+    status = error.status_code if isinstance(error, TransportError) else None
+    return status if isinstance(status, int) else None

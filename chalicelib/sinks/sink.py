@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -12,7 +13,11 @@ from chalicelib.config import SearchSettings
 from chalicelib.consumer.documents import Action
 from chalicelib.sinks.base import EngineUnavailable, ItemResult, SearchEngine
 from chalicelib.sinks.bulk import BulkWriter
+from chalicelib.sinks.credentials import CredentialsProvider, SecretReader
+from chalicelib.sinks.credentials import read_secret as default_reader
 from chalicelib.sinks.indices import templates
+
+log = logging.getLogger(__name__)
 
 SETUP_TIMEOUT_S = 10.0
 """The longest one set-up call may take; less when the invocation has less time left."""
@@ -70,15 +75,26 @@ class SearchSink:
         return self._writer.write(actions, deadline)
 
 
-def connect(search: SearchSettings) -> SearchEngine:
-    """The adapter for the configured engine (imports only that engine's client)."""
+def connect(search: SearchSettings, read_secret: SecretReader | None = None) -> SearchEngine:
+    """The adapter for the configured engine (imports only that engine's client).
+
+    With basic or api_key auth, the adapter gets a credentials provider that reads
+    `search.secret_arn` on the first request (with `read_secret`, default: boto3 via
+    AWS_ENDPOINT_URL) and again when the engine refuses them.
+    """
+    credentials = None
+    if search.auth in ("basic", "api_key"):
+        assert search.secret_arn is not None, "SearchSettings.from_env requires it"
+        credentials = CredentialsProvider(search.secret_arn, search.auth, read_secret or default_reader)
+    if not search.verify_certs and search.url.startswith("https:"):
+        log.warning("TLS certificates of the search engine are not verified", extra={"search_url": search.url})
     if search.engine == "opensearch":
         from chalicelib.sinks.opensearch import OpenSearchEngine  # noqa: PLC0415
 
-        return OpenSearchEngine.connect(search)
+        return OpenSearchEngine.connect(search, credentials)
     from chalicelib.sinks.elasticsearch import ElasticsearchEngine  # noqa: PLC0415
 
-    return ElasticsearchEngine.connect(search)
+    return ElasticsearchEngine.connect(search, credentials)
 
 
 def digest(body: dict[str, Any]) -> str:

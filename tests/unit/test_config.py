@@ -12,6 +12,7 @@ def test_defaults() -> None:
     settings = Settings.from_env({})
     assert settings.consumer_trigger == "sqs"
     assert settings.batch_size == 10
+    assert settings.batch_window_s == 0
     assert settings.max_receives == 5
     assert settings.search == SearchSettings()
     assert settings.dlq_url is None
@@ -23,11 +24,13 @@ def test_defaults() -> None:
         ({"CURRENCIES_CONSUMER_TRIGGER": "kinesis"}, "CURRENCIES_CONSUMER_TRIGGER"),
         ({"CURRENCIES_BATCH_SIZE": "0"}, "CURRENCIES_BATCH_SIZE"),
         ({"CURRENCIES_BATCH_SIZE": "10001"}, "CURRENCIES_BATCH_SIZE"),
+        ({"CURRENCIES_BATCH_SIZE": "11"}, "CURRENCIES_BATCH_WINDOW_S"),
+        ({"CURRENCIES_BATCH_WINDOW_S": "301"}, "CURRENCIES_BATCH_WINDOW_S"),
         ({"CURRENCIES_MAX_RECEIVES": "-1"}, "CURRENCIES_MAX_RECEIVES"),
         ({"CURRENCIES_SEARCH_ENGINE": "solr"}, "CURRENCIES_SEARCH_ENGINE"),
         ({"CURRENCIES_SEARCH_AUTH": "kerberos"}, "CURRENCIES_SEARCH_AUTH"),
-        ({"CURRENCIES_SEARCH_AUTH": "basic", "CURRENCIES_SEARCH_USERNAME": "u"}, "CURRENCIES_SEARCH_PASSWORD"),
-        ({"CURRENCIES_SEARCH_AUTH": "api_key"}, "CURRENCIES_SEARCH_API_KEY"),
+        ({"CURRENCIES_SEARCH_AUTH": "basic"}, "CURRENCIES_SEARCH_SECRET_ARN"),
+        ({"CURRENCIES_SEARCH_AUTH": "api_key"}, "CURRENCIES_SEARCH_SECRET_ARN"),
         ({"CURRENCIES_SEARCH_AUTH": "api_key", "CURRENCIES_SEARCH_ENGINE": "opensearch"}, "Elasticsearch only"),
         ({"CURRENCIES_SEARCH_AUTH": "sigv4"}, "OpenSearch"),
         ({"CURRENCIES_SEARCH_AUTH": "sigv4", "CURRENCIES_SEARCH_ENGINE": "opensearch"}, "AWS_REGION"),
