@@ -12,8 +12,6 @@ import os
 from functools import cache
 from typing import Any
 
-import boto3
-
 from chalicelib.api.history import HistoryReader
 from chalicelib.api.store import RateStore
 from chalicelib.config import Settings
@@ -31,11 +29,15 @@ def settings() -> Settings:
 
 @cache
 def store() -> RateStore:
+    import boto3  # noqa: PLC0415 - boto3 costs ~100 ms of a cold start; import it where a client is made
+
     return RateStore(boto3.resource("dynamodb").Table(settings().table_name))
 
 
 @cache
 def sns() -> Any:
+    import boto3  # noqa: PLC0415
+
     return boto3.client("sns")
 
 
@@ -58,6 +60,8 @@ def sink() -> SearchSink:
 
 @cache
 def sqs() -> Any:
+    import boto3  # noqa: PLC0415
+
     return boto3.client("sqs")
 
 
@@ -65,8 +69,8 @@ def dead_letter_queue(source: str) -> DeadLetter | None:
     url = settings().dlq_url
     if url is None:
         return None
-    client = sqs()
-    return lambda body, reason: dead_letter(client, url, body, reason=reason, source=source)
+    # The client is made on the first letter: most invocations send none, and boto3 is slow to import.
+    return lambda body, reason: dead_letter(sqs(), url, body, reason=reason, source=source)
 
 
 @cache

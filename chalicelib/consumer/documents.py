@@ -3,6 +3,8 @@
 Two writes per change:
 - the events index gets one document per change, `_id` = change id, op `create`,
   so a redelivered change is a harmless conflict (counted as a duplicate);
+  the change id (the stream record's eventID) is `event.id` in both documents and
+  `change_id` in every log line about the change (chalicelib.observability.logs);
 - the rates index holds the current state, `_id` = symbol, written with external
   versioning from `Change.version`, so a stale or duplicated change can never
   overwrite a newer one. A REMOVE writes a deletion marker (`currency.deleted`)

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.consumer.documents import actions_for
-from chalicelib.deadletter import DeadLetter
-from chalicelib.observability import metrics
+from chalicelib.deadletter import DeadLetter, identifiers
+from chalicelib.observability import logs, metrics
 from chalicelib.observability.push import remaining_s
 from chalicelib.sinks.base import FAILED_OUTCOMES, Outcome, Sink, outcome_of
 from chalicelib.stream.bus import unwrap
@@ -82,8 +82,10 @@ def consume(
         try:
             parsed.append((message, Change.from_json(unwrap(message.body))))
         except (InvalidChange, RecursionError) as error:  # RecursionError: absurdly nested JSON
-            log.error("invalid message", extra={"message_id": message.message_id, "reason": str(error)})
-            _fail(report, message, f"invalid message: {error}", dead_letter, give_up=True)
+            change_id = identifiers(message.body, "consumer").get("event_id")  # best effort: it may have none
+            with logs.about_change(change_id if isinstance(change_id, str) else None):
+                log.error("invalid message", extra={"message_id": message.message_id, "reason": str(error)})
+                _fail(report, message, f"invalid message: {error}", dead_letter, give_up=True)
 
     received_at = clock()
     stamp = iso_utc(received_at)
@@ -95,10 +97,14 @@ def consume(
     try:
         results = sink.write(actions, deadline)
     except Exception as error:  # the engine refused the whole request (e.g. 401, 403)
-        log.error("bulk request failed; the batch will be retried", extra={"error": repr(error)})
-        for message, _ in parsed:
+        log.error(
+            "bulk request failed; the batch will be retried",
+            extra={"error": repr(error), "change_ids": [change.id for _, change in parsed]},
+        )
+        for message, change in parsed:
             last = _last_receive(message, max_receives)
-            _fail(report, message, f"bulk request failed: {error!r}", dead_letter, give_up=last)
+            with logs.about_change(change.id):
+                _fail(report, message, f"bulk request failed: {error!r}", dead_letter, give_up=last)
         return report
     indexed_at = clock()
 
@@ -113,11 +119,18 @@ def consume(
                 metrics.BULK_ITEM_ERRORS.labels(sink.engine, result.error_type or str(result.status)).inc()
                 errors.append(f"{action.index}: {result.status} {result.error_type}: {result.reason}")
         if errors:
-            log.warning("indexing failed", extra={"change_id": change.id, "errors": errors})
-            last = _last_receive(message, max_receives)
-            _fail(report, message, "; ".join(errors), dead_letter, give_up=last)
+            with logs.about_change(change.id):
+                log.warning("indexing failed", extra={"message_id": message.message_id, "errors": errors})
+                last = _last_receive(message, max_receives)
+                _fail(report, message, "; ".join(errors), dead_letter, give_up=last)
             continue
-        _record(report, message, _message_outcome(outcomes))
+        outcome = _message_outcome(outcomes)
+        _record(report, message, outcome)
+        if log.isEnabledFor(logging.DEBUG):  # per change: DEBUG only, and not even built at INFO
+            log.debug(
+                "change indexed",
+                extra={"change_id": change.id, "outcome": outcome, "symbol": change.symbol, "version": change.version},
+            )
         if outcomes[0] == "written":
             _observe_lags(change, received_at, indexed_at)
         _observe_rate(change, rate_written=outcomes[1] == "written")
@@ -141,13 +154,20 @@ def _last_receive(message: InboundMessage, max_receives: int | None) -> bool:
 def _fail(
     report: BatchReport, message: InboundMessage, reason: str, dead_letter: DeadLetter | None, *, give_up: bool
 ) -> None:
-    """Dead-letter the message with its reason when retrying is pointless, else have it retried."""
+    """Dead-letter the message with its reason when retrying is pointless, else have it retried.
+
+    Callers log within `logs.about_change`, so these lines carry the change's id.
+    """
     if give_up and dead_letter is not None:
         try:
             dead_letter(message.body, reason)
         except Exception as error:
-            log.error("dead-lettering failed; the message will be retried", extra={"error": repr(error)})
+            log.error(
+                "dead-lettering failed; the message will be retried",
+                extra={"message_id": message.message_id, "error": repr(error)},
+            )
         else:
+            log.error("message dead-lettered", extra={"message_id": message.message_id, "reason": reason[:1000]})
             _record(report, message, "dead_lettered")
             return
     _record(report, message, "failed")

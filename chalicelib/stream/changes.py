@@ -12,9 +12,8 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any, Literal
-
-from boto3.dynamodb.types import Binary, TypeDeserializer
 
 from chalicelib.api.currency import format_rate
 from chalicelib.ordering import change_version, is_tombstone
@@ -27,7 +26,14 @@ DYNAMODB_MIN_EXPONENT, DYNAMODB_MAX_EXPONENT = -130, 125
 ChangeType = Literal["INSERT", "MODIFY", "REMOVE"]
 CHANGE_TYPES: tuple[ChangeType, ...] = ("INSERT", "MODIFY", "REMOVE")
 
-_deserializer = TypeDeserializer()
+
+@cache
+def _dynamodb_types() -> tuple[Any, type]:
+    """boto3's typed-JSON deserializer and its Binary type, imported on first use: only the
+    stream handler reads typed images, and importing boto3 costs every other cold start ~100 ms."""
+    from boto3.dynamodb.types import Binary, TypeDeserializer  # noqa: PLC0415
+
+    return TypeDeserializer(), Binary
 
 
 class InvalidChange(ValueError):
@@ -135,7 +141,8 @@ def _image(typed: dict[str, Any] | None) -> dict[str, Any] | None:
     """Typed DynamoDB JSON -> plain JSON: a decimal rate as canonical text, whole numbers as ints."""
     if typed is None:
         return None
-    image = {name: _deserializer.deserialize(value) for name, value in typed.items()}
+    deserializer, _ = _dynamodb_types()
+    image = {name: deserializer.deserialize(value) for name, value in typed.items()}
     if "symbol" not in image:
         raise InvalidChange(f"item image lacks symbol: {sorted(image)}")
     plain = {name: _plain(value) for name, value in image.items()}
@@ -179,7 +186,7 @@ def _plain(value: Any) -> Any:
         return [_plain(item) for item in value]
     if isinstance(value, (set, frozenset)):
         return sorted((_plain(item) for item in value), key=str)
-    if isinstance(value, Binary):
+    if isinstance(value, _dynamodb_types()[1]):  # Binary
         return base64.b64encode(value.value).decode()
     return value
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.deadletter import DeadLetter
-from chalicelib.observability import metrics
+from chalicelib.observability import logs, metrics
 from chalicelib.ordering import advances
 from chalicelib.stream.bus import DEFAULT_RETRY, Retry, publish
 from chalicelib.stream.changes import CHANGE_TYPES, Change, InvalidChange, change_from_record
@@ -82,7 +82,12 @@ def relay(
         cut, first = converted[publication.unpublished[0]]
         report.retry_from = first.sequence
         for index in publication.unpublished:
-            _count(report, converted[index][1].type, "failed")
+            change = converted[index][1]
+            _count(report, change.type, "failed")
+            log.warning(
+                "change not published; the event source will retry it",
+                extra={"change_id": change.id, "symbol": change.symbol, "sequence": change.sequence},
+            )
     # Records from the cut on come back in the retry: dead-lettering them now would do it twice.
     for position in sorted(p for p in rejected if p < cut):
         _count(report, _event_type(records[position]), _dead_letter(records[position], rejected[position], dead_letter))
@@ -95,12 +100,14 @@ def _dead_letter(record: dict[str, Any], reason: str, dead_letter: DeadLetter | 
     """Dead-letter one record and return the outcome; never raises, so the record cannot block its shard."""
     text = json.dumps(record, default=str, separators=(",", ":"))
     stream = record.get("dynamodb") if isinstance(record.get("dynamodb"), dict) else {}
-    where = {"reason": reason, "event_id": str(record.get("eventID")), "sequence": str(stream.get("SequenceNumber"))}
+    # `change_id`: the record's eventID, which the change would have carried as its id.
+    where = {"reason": reason, "change_id": str(record.get("eventID")), "sequence": str(stream.get("SequenceNumber"))}
     if dead_letter is None:
         refusal = "no dead-letter queue is configured"
     else:
         try:
-            dead_letter(text, reason)
+            with logs.about_change(where["change_id"]):
+                dead_letter(text, reason)
         except Exception as error:
             refusal = repr(error)
         else:
@@ -115,6 +122,11 @@ def _dead_letter(record: dict[str, Any], reason: str, dead_letter: DeadLetter | 
 
 def _published(report: RelayReport, change: Change, published_at: datetime) -> None:
     _count(report, change.type, "published")
+    if log.isEnabledFor(logging.DEBUG):  # per change: DEBUG only, and not even built at INFO
+        log.debug(
+            "change published",
+            extra={"change_id": change.id, "symbol": change.symbol, "type": change.type, "version": change.version},
+        )
     waited = published_at - datetime.fromisoformat(change.occurred_at)
     metrics.STAGE_LAG.labels("table_to_stream").observe(max(waited.total_seconds(), 0.0))
     if change.type == "MODIFY" and not advances(change.old, change.version):
