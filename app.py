@@ -13,6 +13,7 @@ from chalice.app import CloudWatchEvent, DynamoDBEvent, SNSEvent, SQSEvent
 
 from chalicelib import clients
 from chalicelib.api import handlers, openapi
+from chalicelib.api.access import RouteAccess
 from chalicelib.consumer.indexer import BatchReport, InboundMessage, consume, deadline_of
 from chalicelib.consumer.sqs_batch import inbound_messages, settle
 from chalicelib.observability import janitor, logs, metrics, push
@@ -20,8 +21,17 @@ from chalicelib.observability.queues import sample_depths
 from chalicelib.stream.relay import relay
 
 app = Chalice(app_name="currencies")
-logs.configure()
+logs.configure(app.log)  # JSON lines at CURRENCIES_LOG_LEVEL; Chalice's own error lines as JSON too
 settings = clients.settings()
+access = RouteAccess.from_env()  # who may write and read: API Gateway enforces it (chalicelib/api/access.py)
+
+
+@app.middleware("all")
+def correlate_logs(event: Any, get_response: Any) -> Any:
+    """Every line logged during an invocation carries its request id and function name (outermost middleware)."""
+    context = getattr(event, "lambda_context", None) or getattr(event, "context", None)
+    with logs.invocation(context):
+        return get_response(event)
 
 
 @app.middleware("all")
@@ -36,37 +46,37 @@ def http_middleware(request: Any, get_response: Any) -> Response:
     return handlers.normalise_errors(request, get_response)
 
 
-@app.route("/currency", methods=["POST"], content_types=handlers.ACCEPTED_CONTENT_TYPES)
+@app.route("/currency", methods=["POST"], content_types=handlers.ACCEPTED_CONTENT_TYPES, **access.write)
 def create_currency() -> Response:
     return handlers.create_or_update(app.current_request, clients.store())
 
 
-@app.route("/currency", methods=["GET"])
+@app.route("/currency", methods=["GET"], **access.read)
 def list_currencies() -> Response:
     return handlers.read_all(clients.store())
 
 
-@app.route("/currency/{symbol}", methods=["PUT"], content_types=handlers.ACCEPTED_CONTENT_TYPES)
+@app.route("/currency/{symbol}", methods=["PUT"], content_types=handlers.ACCEPTED_CONTENT_TYPES, **access.write)
 def update_currency(symbol: str) -> Response:
     return handlers.update(app.current_request, clients.store(), symbol)
 
 
-@app.route("/currency/{symbol}", methods=["GET"])
+@app.route("/currency/{symbol}", methods=["GET"], **access.read)
 def get_currency(symbol: str) -> Response:
     return handlers.read(app.current_request, clients.store(), clients.history, symbol)
 
 
-@app.route("/currency/{symbol}/history", methods=["GET"])
+@app.route("/currency/{symbol}/history", methods=["GET"], **access.read)
 def get_currency_history(symbol: str) -> Response:
     return handlers.history(app.current_request, clients.history, symbol)
 
 
-@app.route("/currency/{symbol}", methods=["DELETE"])
+@app.route("/currency/{symbol}", methods=["DELETE"], **access.write)
 def delete_currency(symbol: str) -> Response:
     return handlers.delete(clients.store(), symbol)
 
 
-@app.route("/openapi.json", methods=["GET"])
+@app.route("/openapi.json", methods=["GET"])  # public in every stage: the contract
 def get_openapi_document() -> dict[str, object]:
     return openapi.document()
 
@@ -100,7 +110,11 @@ def _consume(messages: list[InboundMessage], context: Any) -> BatchReport:
 
 if settings.consumer_trigger == "sqs":
 
-    @app.on_sqs_message(queue=settings.queue_name, batch_size=settings.batch_size)
+    @app.on_sqs_message(
+        queue=settings.queue_name,
+        batch_size=settings.batch_size,
+        maximum_batching_window_in_seconds=settings.batch_window_s,
+    )
     def index_changes(event: SQSEvent) -> dict[str, Any]:
         records = [record.to_dict() for record in event]
         report = _consume(inbound_messages(records), event.context)

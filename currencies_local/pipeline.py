@@ -20,13 +20,13 @@ from typing import Any
 
 import boto3
 from chalice.cli.factory import CLIFactory
-from chalice.local import create_local_server
 from prometheus_client import start_http_server
 
 from chalicelib import clients
+from chalicelib.api import access
 from chalicelib.config import Engine
 from chalicelib.observability.metrics import REGISTRY
-from currencies_local import aws_limits
+from currencies_local import aws_limits, gateway
 from currencies_local.elasticsearch import start_elasticsearch
 from currencies_local.event_sources import LAMBDA_TIMEOUT_MS, QueueDepthSampler, QueuePoller, StreamPoller
 from currencies_local.moto import REGION, aws_environment, start_moto
@@ -159,6 +159,8 @@ class LocalPipeline:
             "CURRENCIES_CONSUMER_TRIGGER": "sqs",
             # The local queue poller honours partial batch responses (ReportBatchItemFailures).
             "CURRENCIES_PARTIAL_BATCH_RESPONSE": "true",
+            # The local stage's API is open; `CURRENCIES_WRITE_AUTH=api_key currencies up` tries auth locally.
+            **{name: os.environ[name] for name in access.SETTING_NAMES if name in os.environ},
         }
         app_module, config = _load_app(self.environment)
         # Build the handlers' clients now, in one thread (boto3's default session is not
@@ -170,7 +172,8 @@ class LocalPipeline:
             raise StartupError(
                 f"{self.engine_title} at {self.search_url} refused the index set-up or did not answer: {error}"
             ) from error
-        api = create_local_server(app_module.app, config, options.host, options.api_port).server
+        # chalice local admits every request whatever a route's authorizer; this server refuses what it can.
+        api = gateway.local_server(app_module.app, config, options.host, options.api_port).server
         self._stoppers.append(api.server_close)  # closes the bound socket even if it never served
 
         self._sqs = boto3.client("sqs")
