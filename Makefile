@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format install system-deps apt-install clean bench
+.PHONY: run test lint format install system-deps apt-install clean bench package
+STAGE ?= prod
 
 run: install system-deps
 	$(BIN)/currencies up
@@ -42,6 +43,10 @@ apt-install:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PACKAGES); \
 	else echo "$(WHY): sudo apt-get install --no-install-recommends $(PACKAGES)" >&2; exit 1; fi
 
+# The CloudFormation path: build/$(STAGE)/sam.json and deployment.zip (a region, no AWS credentials).
+package: install
+	$(BIN)/currencies package --stage $(STAGE) --out build/$(STAGE)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
 
@@ -50,3 +55,4 @@ bench: install system-deps
 	$(BIN)/python -m bench.consumer_throughput --engine opensearch --json bench/results/opensearch.json
 	$(BIN)/python -m bench.metrics_push --json bench/results/metrics_push.json
 	$(BIN)/python -m bench.load --changes 10000 --clients 4 --json bench/results/load.json
+	$(BIN)/python -m bench.footprint --json bench/results/footprint.json

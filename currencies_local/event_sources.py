@@ -23,7 +23,8 @@ from chalice.local import LambdaContext
 from chalicelib.consumer.sqs_batch import delete_messages
 from chalicelib.observability.queues import sample_depths
 from currencies_local.lambda_events import dynamodb_event, failed_message_ids, sqs_event
-from currencies_local.stream_mapping import Discarded, MappingConfig, ShardCheckpoint, failure_description, first_failed
+from currencies_local.stream_mapping import Discarded, ShardCheckpoint, failure_description, first_failed
+from currencies_ops.deploy.stack import StreamMappingSettings
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class StreamPoller(_Poller):
         *,
         region: str,
         on_failure: Callable[[dict[str, Any]], None],
-        config: MappingConfig | None = None,
+        config: StreamMappingSettings | None = None,
         idle_sleep_s: float = 0.2,
     ) -> None:
         super().__init__("stream-poller")
@@ -73,7 +74,7 @@ class StreamPoller(_Poller):
         self._handler = handler
         self._region = region
         self._on_failure = on_failure
-        self._config = config or MappingConfig()
+        self._config = config or StreamMappingSettings()
         self._idle_sleep_s = idle_sleep_s
         self._shard_id = ""
         self.records = 0

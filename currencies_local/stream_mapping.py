@@ -19,16 +19,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from currencies_ops.deploy.stack import StreamMappingSettings
+
 Condition = Literal["RetryAttemptsExhausted", "RecordAgeExceeded"]
-
-
-@dataclass(frozen=True)
-class MappingConfig:
-    batch_size: int = 100
-    report_batch_item_failures: bool = True
-    bisect_batch_on_error: bool = True
-    maximum_retry_attempts: int = 5
-    maximum_record_age_s: int = 6 * 3600
 
 
 @dataclass
@@ -73,7 +66,7 @@ def first_failed(response: Any, records: list[dict[str, Any]]) -> int | None:
 class ShardCheckpoint:
     """The records of one shard read but not yet settled, in stream order, as the batches to invoke next."""
 
-    config: MappingConfig = field(default_factory=MappingConfig)
+    config: StreamMappingSettings = field(default_factory=StreamMappingSettings)
     _batches: deque[Batch] = field(default_factory=deque)
 
     @property
@@ -112,7 +105,7 @@ class ShardCheckpoint:
         if head.attempts > self.config.maximum_retry_attempts:
             self._batches.popleft()
             return [Discarded(head.records, "RetryAttemptsExhausted", head.attempts)]
-        if errored and self.config.bisect_batch_on_error and len(head.records) > 1:
+        if errored and self.config.bisect_batch_on_function_error and len(head.records) > 1:
             # Each half starts its own count, so bisecting isolates a bad record without giving up
             # its neighbours. On AWS, configure MaximumRetryAttempts above log2(batch size) as well.
             half = len(head.records) // 2

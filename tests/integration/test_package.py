@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
-from currencies_local.pipeline import PROJECT_DIR
+from tests.integration.test_cloudformation import project_copy, run_package
 
 
 def test_chalice_package_builds_a_lean_lambda_zip(tmp_path: Path) -> None:
+    # `currencies package` (in a copy of the project) writes the stage's policy files, then runs
+    # `chalice package --merge-template` with the CloudFormation fragment.
     out = tmp_path / "package"
-    chalice = Path(sys.executable).with_name("chalice")
-    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
-    result = subprocess.run(
-        [str(chalice), "package", "--stage", "dev", str(out)],
-        cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    result = run_package(project_copy(tmp_path / "project"), "dev", out)
+    assert result.returncode == 0, result.stdout + result.stderr
     resources = json.loads((out / "sam.json").read_text())["Resources"]
     functions = {name for name, body in resources.items() if body["Type"] == "AWS::Serverless::Function"}
+    # A deployed stage's writes need a SigV4 signature; reads stay public (every mode: tests/unit/test_access.py).
+    api = resources["RestAPI"]["Properties"]["DefinitionBody"]
+    security = {(path, verb): op.get("security") for path, ops in api["paths"].items() for verb, op in ops.items()}
+    assert {key: value for key, value in security.items() if value} == {
+        ("/currency", "post"): [{"sigv4": []}],
+        ("/currency/{symbol}", "put"): [{"sigv4": []}],
+        ("/currency/{symbol}", "delete"): [{"sigv4": []}],
+    }
     assert functions == {"APIHandler", "RelayChanges", "IndexChanges", "TidyMetrics"}
     # TRIM_HORIZON, not Chalice's LATEST: writes made before the mapping is enabled are relayed too.
     [stream] = resources["RelayChanges"]["Properties"]["Events"].values()
@@ -40,3 +42,11 @@ def test_chalice_package_builds_a_lean_lambda_zip(tmp_path: Path) -> None:
     top_level = {name.split("/")[0] for name in names}
     assert not top_level & {"boto3", "botocore", "moto", "currencies_local", "tests", "hypothesis"}
     assert "elasticsearch" in top_level
+    # Ship only what runs: no gRPC or protobuf (opensearch-py 3.1+ pulls them in; requirements.txt pins 3.0.0),
+    # no dev tools, and the whole zip under 5 MB (it was 10.7 MB with them).
+    assert "opensearchpy" in top_level
+    assert not {
+        name for name in top_level if name.lower().startswith(("grpc", "google", "protobuf", "opensearch_protobufs"))
+    }
+    assert not top_level & {"pytest", "_pytest", "ruff", "rich", "click", "schemathesis", "s3transfer"}
+    assert (out / "deployment.zip").stat().st_size < 5_000_000

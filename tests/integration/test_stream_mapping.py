@@ -15,7 +15,7 @@ from chalicelib.api.store import RateStore
 from currencies_local.event_sources import StreamPoller
 from currencies_local.moto import REGION
 from currencies_local.pipeline import LocalPipeline
-from currencies_local.stream_mapping import MappingConfig
+from currencies_ops.deploy.stack import StreamMappingSettings
 from tests.integration.support import eventually
 
 SYMBOLS = ["SMA", "SMB", "SMC", "SBD", "SME", "SMF", "SMG"]
@@ -43,7 +43,7 @@ def test_a_failing_record_is_given_up_alone_and_nothing_behind_it_is_held_back(p
         handler,
         region=REGION,
         on_failure=lambda description: sqs.send_message(QueueUrl=failures_url, MessageBody=json.dumps(description)),
-        config=MappingConfig(maximum_retry_attempts=1),
+        config=StreamMappingSettings(maximum_retry_attempts=1),
     )
     poller.start()
     try:

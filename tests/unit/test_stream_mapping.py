@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from currencies_local.stream_mapping import MappingConfig, ShardCheckpoint, failure_description, first_failed
+from currencies_local.stream_mapping import ShardCheckpoint, failure_description, first_failed
+from currencies_ops.deploy.stack import StreamMappingSettings
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -48,7 +49,7 @@ def test_a_partial_response_resumes_at_the_failed_record() -> None:
 
 
 def test_an_error_bisects_until_the_bad_record_is_alone_and_then_gives_it_up() -> None:
-    config = MappingConfig(maximum_retry_attempts=2)
+    config = StreamMappingSettings(maximum_retry_attempts=2)
     checkpoint = ShardCheckpoint(config)
     checkpoint.add(records(8))
     bad = "105"
@@ -68,7 +69,7 @@ def test_an_error_bisects_until_the_bad_record_is_alone_and_then_gives_it_up() -
 
 
 def test_records_older_than_the_maximum_age_are_given_up_without_an_invocation() -> None:
-    checkpoint = ShardCheckpoint(MappingConfig(maximum_record_age_s=60))
+    checkpoint = ShardCheckpoint(StreamMappingSettings(maximum_record_age_s=60))
     checkpoint.add(records(2, age_s=120) + records(2, age_s=1, start=200))
     batch, expired = checkpoint.next_batch(NOW)
     assert sequences(batch) == ["200", "201"]
@@ -86,7 +87,7 @@ def test_every_record_is_handled_once_or_given_up_never_lost(
 ) -> None:
     """Records after a bad one are never held back forever, and a good record is never given up with it
     when the handler names the bad record (partial responses)."""
-    checkpoint = ShardCheckpoint(MappingConfig(maximum_retry_attempts=retries))
+    checkpoint = ShardCheckpoint(StreamMappingSettings(maximum_retry_attempts=retries))
     checkpoint.add(records(size, start=0))
     poison = {str(n) for n in bad if n < size}
     handled: list[str] = []
@@ -113,7 +114,7 @@ def test_every_record_is_handled_once_or_given_up_never_lost(
 
 
 def test_the_failure_description_names_the_records_range() -> None:
-    checkpoint = ShardCheckpoint(MappingConfig(maximum_retry_attempts=0, bisect_batch_on_error=False))
+    checkpoint = ShardCheckpoint(StreamMappingSettings(maximum_retry_attempts=0, bisect_batch_on_function_error=False))
     checkpoint.add(records(3))
     checkpoint.next_batch(NOW)
     [discarded] = checkpoint.settle(errored=True, failed_from=None)
