@@ -131,9 +131,11 @@ def credential_free_environment(region: str, base: Mapping[str, str] = os.enviro
     """`base` without any AWS variable (keys, tokens, profiles, endpoints), plus the region alone.
 
     The config and credentials files point at nothing and the instance metadata service is
-    off, so nothing Chalice runs can find credentials.
+    off, so nothing Chalice runs can find credentials. The app's own `CURRENCIES_*` settings
+    are left out too: the stage's config.json decides what is packaged (a `CURRENCIES_WRITE_AUTH=none`
+    left in the shell from local work must not package an open API).
     """
-    environment = {key: value for key, value in base.items() if not key.startswith("AWS_")}
+    environment = {key: value for key, value in base.items() if not key.startswith(("AWS_", "CURRENCIES_"))}
     environment.update(
         AWS_DEFAULT_REGION=region,
         AWS_REGION=region,

@@ -342,7 +342,13 @@ def with_stage_environment(config: dict[str, Any], stage: str, environment: dict
     updated = json.loads(json.dumps(config))
     stage_config = updated.setdefault("stages", {}).setdefault(stage, {})
     stage_config.setdefault("api_gateway_stage", "api")
-    stage_config["environment_variables"] = {**stage_config.get("environment_variables", {}), **environment}
+    # Written out, so a CURRENCIES_WRITE_AUTH in the deployer's shell cannot open the API; the user's choice stays.
+    secure_default = {"CURRENCIES_WRITE_AUTH": "iam"}
+    stage_config["environment_variables"] = {
+        **secure_default,
+        **stage_config.get("environment_variables", {}),
+        **environment,
+    }
     return updated
 
 

@@ -45,6 +45,7 @@ from currencies_ops.deploy.stack import (
     STREAM_MAPPING,
     StageNames,
 )
+from tests.cloudformation import references
 
 STAGE = "prod"
 REGION = "eu-west-1"
@@ -75,9 +76,11 @@ def project_copy(destination: Path) -> Path:
 
 
 def run_package(project: Path, stage: str, out: Path) -> subprocess.CompletedProcess[str]:
-    """`currencies package` as a user runs it, with AWS credentials in the environment it must drop."""
+    """`currencies package` as a user runs it, with AWS credentials in the environment it must drop, and
+    a shell setting from local work that must not open the packaged API (config.json decides)."""
     env = {
         **os.environ,
+        "CURRENCIES_WRITE_AUTH": "none",
         "AWS_ACCESS_KEY_ID": FAKE_KEY_ID,
         "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
         "AWS_DEFAULT_REGION": REGION,
@@ -198,27 +201,6 @@ def test_the_queue_accepts_only_the_stages_topic(translated: dict[str, Any]) -> 
 
 
 # --- the stack in moto --------------------------------------------------------------------------------
-
-
-def references(node: Any) -> set[str]:
-    """Logical ids a template value refers to (Ref, Fn::GetAtt, ${Name} in Fn::Sub)."""
-    found: set[str] = set()
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "Ref" and isinstance(value, str):
-                found.add(value)
-            elif key == "Fn::GetAtt":
-                found.add(value[0] if isinstance(value, list) else value.split(".")[0])
-            elif key == "Fn::Sub":
-                text, variables = (value, {}) if isinstance(value, str) else value
-                found |= {name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", text)} - set(variables)
-                found |= references(variables)
-            else:
-                found |= references(value)
-    elif isinstance(node, list):
-        for item in node:
-            found |= references(item)
-    return {name for name in found if not name.startswith("AWS::")}
 
 
 def without_rest_api(cloudformation: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:

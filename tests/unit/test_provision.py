@@ -78,12 +78,18 @@ def test_writing_the_environment_keeps_the_users_settings_and_other_stages() -> 
     assert updated["environment_variables"] == original["environment_variables"]
 
 
-def test_a_new_stage_gets_an_api_gateway_stage() -> None:
+def test_a_new_stage_gets_an_api_gateway_stage_and_iam_protected_writes() -> None:
     updated = with_stage_environment({"stages": {}}, "qa", {"CURRENCIES_TABLE": "currency-qa"})
     assert updated["stages"]["qa"] == {
         "api_gateway_stage": "api",
-        "environment_variables": {"CURRENCIES_TABLE": "currency-qa"},
+        "environment_variables": {"CURRENCIES_WRITE_AUTH": "iam", "CURRENCIES_TABLE": "currency-qa"},
     }
+
+
+def test_the_users_choice_of_write_auth_stays() -> None:
+    config = {"stages": {"qa": {"environment_variables": {"CURRENCIES_WRITE_AUTH": "cognito"}}}}
+    updated = with_stage_environment(config, "qa", {"CURRENCIES_TABLE": "currency-qa"})
+    assert updated["stages"]["qa"]["environment_variables"]["CURRENCIES_WRITE_AUTH"] == "cognito"
 
 
 def test_a_stage_environment_is_the_top_levels_overridden_by_the_stages(tmp_path: Path) -> None:

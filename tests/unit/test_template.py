@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from currencies_ops.deploy.stack import (
     STREAM_MAPPING,
     StageNames,
 )
+from tests.cloudformation import references
 
 SEARCH = SearchAccess()
 
@@ -179,32 +179,15 @@ def test_the_chalice_subprocess_gets_a_region_and_no_credentials() -> None:
         "AWS_SESSION_TOKEN": "token",
         "AWS_PROFILE": "admin",
         "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
+        "CURRENCIES_WRITE_AUTH": "none",
     }
     env = credential_free_environment("eu-central-1", base)
+    assert "CURRENCIES_WRITE_AUTH" not in env  # the stage's config.json decides what is packaged
     assert env["PATH"] == "/usr/bin"
     assert env["AWS_DEFAULT_REGION"] == env["AWS_REGION"] == "eu-central-1"
     assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"} & set(env)
     assert "AWS_ENDPOINT_URL" not in env
     assert env["AWS_SHARED_CREDENTIALS_FILE"] == env["AWS_CONFIG_FILE"]
-
-
-def references(node: Any) -> set[str]:
-    """Logical ids a template value refers to (Ref, Fn::GetAtt, ${Name} in Fn::Sub); pseudo parameters left out."""
-    found: set[str] = set()
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "Ref":
-                found.add(value)
-            elif key == "Fn::GetAtt":
-                found.add(value[0])
-            elif key == "Fn::Sub":
-                found |= {name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", value)}
-            else:
-                found |= references(value)
-    elif isinstance(node, list):
-        for item in node:
-            found |= references(item)
-    return {name for name in found if not name.startswith("AWS::")}
 
 
 def test_the_prod_stage_config_names_the_stack_and_batches_as_its_mapping() -> None:
