@@ -51,8 +51,9 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
 
 bench: install system-deps
-	$(BIN)/python -m bench.consumer_throughput --engine elasticsearch --json bench/results/elasticsearch.json
-	$(BIN)/python -m bench.consumer_throughput --engine opensearch --json bench/results/opensearch.json
+	$(BIN)/python -m bench.consumer --engine both --json bench/results/consumer.json --write-docs
 	$(BIN)/python -m bench.metrics_push --json bench/results/metrics_push.json
 	$(BIN)/python -m bench.load --changes 10000 --clients 4 --json bench/results/load.json
-	$(BIN)/python -m bench.footprint --json bench/results/footprint.json
+	$(BIN)/python -m bench.stream_handler --json bench/results/stream_handler.json --write-docs
+	$(BIN)/python -m bench.freshness --json bench/results/freshness.json --write-docs
+	$(BIN)/python -m bench.footprint --json bench/results/footprint.json --write-docs

@@ -1,15 +1,20 @@
-"""What a deployment costs before any work is done: the Lambda zip's size, and the cold import of app.py.
+"""What a deployment costs before any work is done: the zip's size, cold imports, the consumer's memory.
 
-Builds the package with `chalice package` (a copy of app.py, chalicelib, requirements.txt
-and .chalice, so a build never touches the work tree), sums the zip by top-level package,
-and imports `app` in fresh processes with the stage's environment variables, measuring
-`app`'s cumulative time as `python -X importtime` reports it, two ways:
+Builds the package with `currencies package` (on a copy of app.py, chalicelib,
+requirements.txt and .chalice, so a build never touches the work tree), sums the zip by
+top-level package, and imports `app` in fresh processes with the stage's environment
+variables, measuring `app`'s cumulative time as `python -X importtime` reports it, and
+per function `import app` plus the imports its first invocation triggers (the clients
+its handler builds, `HANDLERS`), two ways:
 - project: from the work tree, bytecode cached (the number `python -X importtime` gives here);
 - package: from the unzipped deployment.zip with no bytecode cache, as Lambda runs it (the
   zip holds no .pyc and /var/task is read-only, so every cold start compiles what it imports);
   boto3/botocore come from this environment, as the Lambda runtime provides them.
 
-    python -m bench.footprint --json bench/results/footprint.json
+Then the peak memory (ru_maxrss) of a fresh process whose consumer handles one batch of
+1,000 messages against a local fake engine that answers bulk requests.
+
+    python -m bench.footprint --json bench/results/footprint.json [--write-docs]
 """
 
 from __future__ import annotations
@@ -17,20 +22,30 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+import uuid
 import zipfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
+
+from bench.report import full_mode, machine, write_section
+from currencies_local.lambda_events import sqs_event
+from currencies_local.synthetic import random_table
+from currencies_ops.deploy.package_command import PackageError, build
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 console = Console()
@@ -68,7 +83,8 @@ def stage_environment(project: Path, stage: str) -> dict[str, str]:
 
 
 def build_package(project: Path, stage: str, out: Path) -> Path:
-    """`chalice package` on a copy of the project's deployable files; returns deployment.zip."""
+    """`currencies package` (policies, CloudFormation fragment, `chalice package`) on a copy of the
+    project's deployable files, so a build never touches the work tree; returns deployment.zip."""
     source = out / "project"
     source.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "deployments")
@@ -76,31 +92,11 @@ def build_package(project: Path, stage: str, out: Path) -> Path:
     shutil.copy2(project / "requirements.txt", source)
     shutil.copytree(project / "chalicelib", source / "chalicelib", ignore=ignore)
     shutil.copytree(project / ".chalice", source / ".chalice", ignore=ignore)
-    _stand_in_policies(source / ".chalice", stage)
-    chalice = Path(sys.executable).with_name("chalice")
-    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
-    result = subprocess.run(
-        [str(chalice), "package", "--stage", stage, str(out / "package")],
-        cwd=source, env=env, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise click.ClickException(f"chalice package failed:\n{result.stderr[-3000:]}")
-    return out / "package" / "deployment.zip"
-
-
-def _stand_in_policies(chalice_dir: Path, stage: str) -> None:
-    """An empty policy for each policy file the stage names but nobody generated yet (`currencies provision`
-    or `currencies package` writes them): the zip does not depend on them, and Chalice refuses a missing one."""
-    config = json.loads((chalice_dir / "config.json").read_text())
-    settings = config["stages"][stage]
-    named = [settings.get("iam_policy_file")] + [
-        function.get("iam_policy_file") for function in settings.get("lambda_functions", {}).values()
-    ]
-    for name in filter(None, named):
-        path = chalice_dir / name
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"Version": "2012-10-17", "Statement": []}))
+    try:
+        written = build(stage, out / "package", region="us-east-1", deletion_protection=False, project_dir=source)
+    except PackageError as error:
+        raise click.ClickException(f"currencies package failed:\n{error}") from error
+    return next(path for path in written if path.name == "deployment.zip")
 
 
 def zip_summary(path: Path, top: int = 10) -> dict[str, object]:
@@ -172,11 +168,270 @@ def _app_subtree(importtime: str) -> list[Importer]:
     return [row for _, row in rows[start : end + 1]]
 
 
-def show(summary: dict[str, object], imports: dict[str, ImportTiming]) -> None:
+HANDLERS: dict[str, str] = {
+    "api_handler": "clients.store()",
+    "relay_changes": "clients.sns()",
+    "index_changes": "clients.sink(); clients.sqs()",
+    "tidy_metrics": "clients.pushgateway(); clients.sqs()",
+}
+"""What each function's first invocation builds beyond `import app` (read from app.py): the clients
+its handler asks `chalicelib.clients` for. Every invocation also makes the metrics pusher
+(the `push_metrics` middleware) when a Pushgateway is configured."""
+
+HANDLER_PROBE = """
+import sys, time
+started = time.perf_counter()
+import app
+from chalicelib import clients
+clients.metrics_pusher()
+{first_invocation}
+print(round((time.perf_counter() - started) * 1000, 3))
+"""
+
+
+@dataclass
+class HandlerTiming:
+    handler: str
+    import_ms: dict[str, float]
+    """`import app` plus the imports the first invocation triggers (`-X importtime`): spread of runs."""
+    app_ms: dict[str, float]
+    """`import app` alone, in the same runs."""
+    with_clients_ms: dict[str, float]
+    """Wall time of the same, including building the clients (botocore loads its service models)."""
+    first_invocation_imports: list[Importer] = field(default_factory=list)
+    """The fastest run's largest imports after `app` (what the handler's first invocation pays for)."""
+
+
+def invocation_imports(importtime: str) -> tuple[float, float, list[Importer]]:
+    """From `-X importtime` output: `app`'s cumulative ms, that plus every top-level import after it,
+    and those later imports (the handler's first invocation)."""
+    rows = [
+        (len(match[3]), Importer(match[4], int(match[2]) / 1000, int(match[1]) / 1000))
+        for match in map(_IMPORT_LINE.match, importtime.splitlines())
+        if match
+    ]
+    end = next(index for index, (depth, row) in enumerate(rows) if depth == 0 and row.module == "app")
+    later = [row for depth, row in rows[end + 1 :] if depth == 0]
+    app_ms = rows[end][1].cumulative_ms
+    return app_ms, app_ms + sum(row.cumulative_ms for row in later), later
+
+
+def handler_imports(
+    directory: Path, env: Mapping[str, str], handler: str, *, runs: int, bytecode: bool, top: int = 5
+) -> HandlerTiming:
+    """Cold `import app` plus the handler's first-invocation imports in `runs` fresh processes."""
+    process_env = _process_env(env, bytecode) | {"AWS_LAMBDA_FUNCTION_NAME": f"currencies-{handler}"}
+    probe = HANDLER_PROBE.format(first_invocation=HANDLERS[handler])
+    if bytecode:
+        subprocess.run([sys.executable, "-c", probe], cwd=directory, env=process_env, capture_output=True, check=True)
+    else:
+        for cache in directory.rglob("__pycache__"):
+            shutil.rmtree(cache)
+    measured: list[tuple[float, float, float, list[Importer]]] = []
+    for _ in range(runs):
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", probe],
+            cwd=directory, env=process_env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise click.ClickException(f"{handler}'s first invocation failed in {directory}:\n{result.stderr[-3000:]}")
+        app_ms, total_ms, later = invocation_imports(result.stderr)
+        measured.append((total_ms, app_ms, float(result.stdout.split()[-1]), later))
+    fastest = min(measured, key=lambda run: run[0])
+    return HandlerTiming(
+        handler=handler,
+        import_ms=_spread([run[0] for run in measured]),
+        app_ms=_spread([run[1] for run in measured]),
+        with_clients_ms=_spread([run[2] for run in measured]),
+        first_invocation_imports=sorted(fastest[3], key=lambda module: -module.cumulative_ms)[:top],
+    )
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    """Best (what the targets use), median and worst of the runs, in ms."""
+    return {
+        "best": round(min(values), 1),
+        "median": round(statistics.median(values), 1),
+        "max": round(max(values), 1),
+        "runs": len(values),
+    }
+
+
+def _process_env(env: Mapping[str, str], bytecode: bool) -> dict[str, str]:
+    """This environment without the project's settings or a PYTHONPATH, plus `env`; bytecode on or off."""
+    process_env = {k: v for k, v in os.environ.items() if not k.startswith(("CURRENCIES_", "AWS_"))} | dict(env)
+    process_env.pop("PYTHONPATH", None)
+    if bytecode:
+        process_env.pop("PYTHONDONTWRITEBYTECODE", None)
+    else:
+        process_env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return process_env
+
+
+class FakeEngine(ThreadingHTTPServer):
+    """Answers as an Elasticsearch node would for what the consumer asks: templates (missing, then
+    put), indices (exist), and bulk (every item created); anything else (a metrics push) gets 200."""
+
+    items = 0
+    bulk_requests = 0
+
+
+class _FakeEngineHandler(BaseHTTPRequestHandler):
+    server: FakeEngine
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: one line per request would flood the benchmark's output."""
+
+    def _answer(self, status: int, body: Any = None) -> None:
+        payload = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("X-Elastic-Product", "Elasticsearch")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def do_HEAD(self) -> None:
+        self._answer(200)
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/_index_template/"):
+            self._answer(404, {"error": {"type": "resource_not_found_exception"}, "status": 404})
+        else:
+            self._answer(200, {"version": {"number": "9.0.0"}, "tagline": "You Know, for Search"})
+
+    def do_PUT(self) -> None:
+        self.do_POST()
+
+    def do_POST(self) -> None:
+        """Bulk (elasticsearch-py sends it as PUT, opensearch-py as POST); anything else is acknowledged."""
+        body = self._body()
+        if "_bulk" not in self.path:
+            self._answer(200, {"acknowledged": True})
+            return
+        items, lines = [], iter(body.splitlines())
+        for line in lines:
+            if not line.strip():
+                continue
+            (operation, meta), *_ = json.loads(line).items()
+            if operation != "delete":
+                next(lines, None)  # the document
+            status = 201 if operation == "create" else 200
+            items.append({operation: {"_index": meta.get("_index"), "_id": meta.get("_id"), "status": status,
+                                      "result": "created" if status == 201 else "updated", "_version": 1}})  # fmt: skip
+        self.server.items += len(items)
+        self.server.bulk_requests += 1
+        self._answer(200, {"took": 1, "errors": False, "items": items})
+
+
+MEMORY_PROBE = """
+import json, resource, sys, time
+def peak_kb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+import app
+after_import = peak_kb()
+with open(sys.argv[1]) as file:
+    event = json.load(file)
+after_event = peak_kb()
+class Context:
+    function_name = "currencies-index_changes"
+    aws_request_id = "bench-footprint"
+    memory_limit_in_mb = 512
+    def get_remaining_time_in_millis(self):
+        return 60_000
+started = time.perf_counter()
+response = app.index_changes(event, Context())
+seconds = time.perf_counter() - started
+print(json.dumps({"after_import_kb": after_import, "after_event_kb": after_event, "peak_kb": peak_kb(),
+                  "failures": len(response["batchItemFailures"]), "invocation_s": seconds}))
+"""
+
+
+def consumer_batch_event(messages: int) -> dict[str, Any]:
+    """An SQS event of `messages` change messages in SNS envelopes, as Lambda hands the consumer."""
+    symbols = [f"{a}{b}{c}" for a in "ABCDEFGH" for b in "ABCDE" for c in "ABCDE"]
+    changes = random_table(messages, symbols, seed=1).changes()
+    bodies = [
+        {
+            "MessageId": str(uuid.UUID(int=n)),
+            "ReceiptHandle": f"handle-{n}",
+            "Body": json.dumps(
+                {"Type": "Notification", "MessageId": str(uuid.UUID(int=n)), "Message": change.to_json()}
+            ),
+            "Attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1800000000000"},
+        }
+        for n, change in enumerate(changes)
+    ]
+    return sqs_event(bodies, "arn:aws:sqs:us-east-1:123456789012:currency-queue", "us-east-1")
+
+
+def consumer_peak_memory(directory: Path, env: Mapping[str, str], messages: int) -> dict[str, Any]:
+    """ru_maxrss of a fresh process (no bytecode, as Lambda) whose consumer handles one batch of `messages`,
+    against a local fake engine answering bulk (no engine's memory is counted: it is another process)."""
+    engine = FakeEngine(("127.0.0.1", 0), _FakeEngineHandler)
+    threading.Thread(target=engine.serve_forever, name="fake-engine", daemon=True).start()
+    url = f"http://127.0.0.1:{engine.server_address[1]}"
+    overrides = {
+        "CURRENCIES_SEARCH_ENGINE": "elasticsearch",
+        "CURRENCIES_SEARCH_URL": url,
+        "CURRENCIES_PUSHGATEWAY_URL": url,
+        "CURRENCIES_PARTIAL_BATCH_RESPONSE": "true",
+        "CURRENCIES_BATCH_SIZE": str(messages),
+        "CURRENCIES_BATCH_WINDOW_S": "1",
+        "AWS_LAMBDA_FUNCTION_NAME": "currencies-index_changes",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    process_env = _process_env({**env, **overrides}, bytecode=False)
+    for cache in directory.rglob("__pycache__"):
+        shutil.rmtree(cache)
+    try:
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as event_file:
+            json.dump(consumer_batch_event(messages), event_file)
+            event_file.flush()
+            result = subprocess.run(
+                [sys.executable, "-c", MEMORY_PROBE, event_file.name],
+                cwd=directory, env=process_env, capture_output=True, text=True, timeout=300, check=False,
+            )  # fmt: skip
+    finally:
+        engine.shutdown()
+        engine.server_close()
+    if result.returncode != 0:
+        raise click.ClickException(f"the consumer failed on its batch:\n{result.stderr[-3000:]}")
+    measured = json.loads(result.stdout.splitlines()[-1])
+    if measured["failures"] or engine.items == 0:
+        raise click.ClickException(
+            f"the consumer did not index its batch ({measured['failures']} failed, {engine.items} bulk items): "
+            f"its memory would not be a real batch's\n{result.stderr[-3000:]}"
+        )
+    return {
+        "messages": messages,
+        "engine": "local fake HTTP server answering bulk (every item created)",
+        "bulk_requests": engine.bulk_requests,
+        "bulk_items": engine.items,
+        "failures": measured["failures"],
+        "invocation_s": round(measured["invocation_s"], 3),
+        "after_import_mb": round(measured["after_import_kb"] / 1024, 1),
+        "after_event_mb": round(measured["after_event_kb"] / 1024, 1),
+        "peak_mb": round(measured["peak_kb"] / 1024, 1),
+    }
+
+
+MODES = {"project, bytecode cached": True, "package as in Lambda, no bytecode": False}
+TARGETS_MS = {"index_changes": 150.0, "*": 300.0}
+"""Issue 10: cold import of the consumer's handler < 150 ms, of every handler < 300 ms (Lambda's way: no bytecode)."""
+TARGET_ZIP_MB = 5.0
+LAMBDA_MODE = "package as in Lambda, no bytecode"
+
+
+def show(summary: dict[str, Any], imports: dict[str, ImportTiming]) -> None:
     table = Table(title=f"deployment.zip: {summary['mb']} MB")
     for column in ("top-level entry", "zipped MB", "unzipped MB"):
         table.add_column(column, justify="left" if column == "top-level entry" else "right")
-    for row in summary["largest"]:  # type: ignore[attr-defined]
+    for row in summary["largest"]:
         table.add_row(row["name"], f"{row['zipped_mb']:.3f}", f"{row['unzipped_mb']:.3f}")
     console.print(table)
     for mode, timing in imports.items():
@@ -189,6 +444,64 @@ def show(summary: dict[str, object], imports: dict[str, ImportTiming]) -> None:
         console.print(table)
 
 
+def markdown(result: dict[str, Any], command: str) -> str:
+    """The doc section: zip, cold import per function (both ways), the consumer's peak memory."""
+    zip_info, memory = result["zip"], result["consumer_memory"]
+    zip_verdict = "met" if zip_info["mb"] < TARGET_ZIP_MB else "missed"
+    lines = [
+        f"Stage `{result['stage']}`, built by `currencies package`; {result['mode']} run, "
+        f"{result['runs']} fresh process(es) per measurement.",
+        "",
+        f"**deployment.zip: {zip_info['mb']} MB** (target < {TARGET_ZIP_MB:g} MB: {zip_verdict}); largest entries: "
+        + ", ".join(f"{row['name']} {row['zipped_mb']:.2f} MB" for row in zip_info["largest"][:5])
+        + ".",
+        "",
+        "Cold import per function: `import app` plus the imports its first invocation triggers (the clients "
+        "its handler builds; the metrics pusher). ms, best / median; the target applies to the Lambda way:",
+        "",
+        "| function | first invocation builds | Lambda way: import app | + first invocation | target "
+        "| bytecode cached: import app + first invocation | Lambda way incl. building clients "
+        "| largest later imports |",
+        "|---|---|---:|---:|---|---:|---:|---|",
+    ]
+    for handler, builds in HANDLERS.items():
+        lam = result["handlers"][LAMBDA_MODE][handler]
+        cached = result["handlers"]["project, bytecode cached"][handler]
+        target = TARGETS_MS.get(handler, TARGETS_MS["*"])
+        verdict = "met" if lam["import_ms"]["best"] < target else "missed"
+        later = ", ".join(
+            f"{module['module']} {module['cumulative_ms']:.0f}" for module in lam["first_invocation_imports"][:3]
+        )
+        lines.append(
+            f"| {handler} | `{builds}` | {lam['app_ms']['best']:.0f} / {lam['app_ms']['median']:.0f} "
+            f"| **{lam['import_ms']['best']:.0f}** / {lam['import_ms']['median']:.0f} | < {target:.0f}: {verdict} "
+            f"| {cached['import_ms']['best']:.0f} / {cached['import_ms']['median']:.0f} "
+            f"| {lam['with_clients_ms']['best']:.0f} / {lam['with_clients_ms']['median']:.0f} | {later or 'none'} |"
+        )
+    lines += [
+        "",
+        f"Peak memory of the consumer handling one {memory['messages']:,}-message batch (ru_maxrss of a fresh "
+        f"process, the package without bytecode; engine: {memory['engine']}, which answered "
+        f"{memory['bulk_requests']} bulk request(s) of {memory['bulk_items']:,} items; "
+        f"{memory['failures']} message(s) failed): after `import app` {memory['after_import_mb']} MB, with the "
+        f"event parsed {memory['after_event_mb']} MB, **peak {memory['peak_mb']} MB** "
+        f"(invocation {memory['invocation_s']:.2f} s).",
+        "",
+        _machine_line(result["machine"]),
+        "",
+        f"Command: `{command}`",
+    ]
+    return "\n".join(lines)
+
+
+def _machine_line(info: dict[str, Any]) -> str:
+    packages = ", ".join(f"{name} {version}" for name, version in info["packages"].items() if version)
+    return (
+        f"Measured {info['date']} on {info['cpu']} ({info['cores']} cores, {info['memory_gb']} GB), "
+        f"Python {info['python']}, {packages}."
+    )
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--stage", default="dev", show_default=True, help="The stage to package and whose environment to use.")
 @click.option(
@@ -197,34 +510,59 @@ def show(summary: dict[str, object], imports: dict[str, ImportTiming]) -> None:
     default=PROJECT_DIR,
     help="Measure this copy of the project instead (e.g. a checkout of an older commit).",
 )
-@click.option("--runs", default=5, show_default=True, help="Fresh processes per import measurement.")
+@click.option("--runs", type=int, help="Fresh processes per import measurement [default: 5 full, 2 quick].")
+@click.option("--messages", default=1000, show_default=True, help="Messages in the consumer's batch (peak memory).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write results here.")
-def main(stage: str, project: Path, runs: int, json_path: Path | None) -> None:
-    """Measure the Lambda zip's size and the cold import time of app.py."""
+@click.option("--write-docs", is_flag=True, help="Write the tables into docs/benchmarks.md (bench:footprint).")
+def main(  # noqa: PLR0917 - click passes every option
+    stage: str, project: Path, runs: int | None, messages: int, json_path: Path | None, write_docs: bool
+) -> None:
+    """Measure the Lambda zip's size, each function's cold import and the consumer's peak memory."""
+    full = full_mode()
+    runs = runs or (5 if full else 2)
     env = stage_environment(project, stage)
     with tempfile.TemporaryDirectory(prefix="bench-footprint-") as temporary:
         out = Path(temporary)
-        with console.status("chalice package"):
+        with console.status("currencies package"):
             archive = build_package(project, stage, out)
         summary = zip_summary(archive)
         unzipped = out / "unzipped"
         with zipfile.ZipFile(archive) as opened:
             opened.extractall(unzipped)
+        directories = {"project, bytecode cached": project, LAMBDA_MODE: unzipped}
         with console.status("importing app"):
             imports = {
-                "project, bytecode cached": cold_imports(project, env, runs=runs, bytecode=True),
-                "package as in Lambda, no bytecode": cold_imports(unzipped, env, runs=runs, bytecode=False),
+                mode: cold_imports(directories[mode], env, runs=runs, bytecode=bytecode)
+                for mode, bytecode in MODES.items()
             }
+        handlers: dict[str, dict[str, Any]] = {mode: {} for mode in MODES}
+        with console.status("importing app per function"):
+            for handler in HANDLERS:  # both modes per handler in turn: a slow moment hits both alike
+                for mode, bytecode in MODES.items():
+                    timing = handler_imports(directories[mode], env, handler, runs=runs, bytecode=bytecode)
+                    handlers[mode][handler] = asdict(timing)
+        with console.status(f"the consumer on a {messages}-message batch"):
+            memory = consumer_peak_memory(unzipped, env, messages)
     show(summary, imports)
+    result = {
+        "mode": "full" if full else "quick",
+        "machine": machine(),
+        "stage": stage,
+        "runs": runs,
+        "python": sys.version.split()[0],
+        "zip": summary,
+        "import_app": {mode: asdict(timing) for mode, timing in imports.items()},
+        "handlers": handlers,
+        "consumer_memory": memory,
+    }
+    command = shlex.join(["python", "-m", "bench.footprint", *sys.argv[1:]])
+    text = markdown(result, ("BENCH_FULL=1 " if full else "") + command)
+    click.echo(text)
     if json_path:
-        result = {
-            "stage": stage,
-            "python": sys.version.split()[0],
-            "zip": summary,
-            "import_app": {mode: asdict(timing) for mode, timing in imports.items()},
-        }
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2) + "\n")
+    if write_docs:
+        write_section("footprint", text)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,10 @@ import requests
 from rich.console import Console
 from rich.progress import Progress
 
-from bench.end_to_end_latency import raw_client
-from chalicelib.config import Settings
+from chalicelib.config import SearchSettings, Settings
 from chalicelib.observability.metrics import REGISTRY
+from chalicelib.sinks.base import SearchEngine
+from chalicelib.sinks.sink import connect
 from currencies_local.moto import aws_environment
 from currencies_local.opensearch import free_http_port
 from currencies_local.pipeline import LocalPipeline, Options
@@ -101,9 +102,9 @@ def lag_bounds(quantiles: tuple[float, ...]) -> dict[str, float]:
     return {f"p{round(q * 100)}": next(le for le, count in buckets if count >= q * total) for q in quantiles}
 
 
-def events_indexed(search: Any) -> int:
-    search.indices.refresh(index="currency-events")
-    return search.count(index="currency-events")["count"]
+def events_indexed(search: SearchEngine) -> int:
+    search.refresh("currency-events", 30)
+    return search.search("currency-events", {"size": 0, "track_total_hits": True}, 30)["hits"]["total"]["value"]
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -161,7 +162,7 @@ def run(pipeline: LocalPipeline, load: Load) -> dict[str, Any]:
     written_s = time.perf_counter() - started
     assert len(latencies) == changes, "a client failed; see its traceback above"
     stream_records = sum(measured.made)
-    search = raw_client(load.engine, pipeline.search_url)
+    search = connect(SearchSettings(engine=load.engine, url=pipeline.search_url))  # type: ignore[arg-type]
     give_up = time.monotonic() + DRAIN_TIMEOUT_S
     while events_indexed(search) < stream_records:
         if time.monotonic() > give_up:
