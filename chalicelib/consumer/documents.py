@@ -16,8 +16,7 @@ Field names follow ECS so Kibana and Grafana work without tuning.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from chalicelib.stream.changes import Change
 
@@ -27,9 +26,12 @@ DELETED = "deleted"
 SEQUENCE_DIGITS = 40
 
 
-@dataclass(frozen=True)
-class Action:
-    """One bulk item; `version` set means external versioning."""
+class Action(NamedTuple):
+    """One bulk item; `version` set means external versioning.
+
+    A named tuple, not a frozen dataclass: two are built per change on the consumer's
+    hot path, and a tuple is built several times faster (immutable all the same).
+    """
 
     operation: Operation
     index: str

@@ -8,6 +8,10 @@ groups of containers that went away.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 # `_created` series double the series count and no query here uses them.
@@ -135,3 +139,24 @@ def start_routes_at_zero(routes: dict[str, dict[str, object]]) -> None:
             API_LATENCY.labels(route, method)
             for status_class in ("2xx", "4xx", "5xx"):
                 API_REQUESTS.labels(route, method, status_class)
+
+
+def observe_all(histogram: Histogram, amounts: Sequence[float]) -> None:
+    """`histogram.observe(a)` for each amount, as one update per bucket and one of the sum.
+
+    The consumer observes three lags per change; this costs a bisect per amount instead of
+    a lock and a linear bucket scan each. It writes prometheus_client's own per-bucket
+    values (non-cumulative, the bucket of the first bound >= amount), so exposition is
+    unchanged; tests/unit/test_consumer_fast_path.py checks it against `observe` for the pinned version.
+    """
+    if not amounts:
+        return
+    histogram._raise_if_not_observable()  # a labelled parent must be given its labels first
+    bounds = histogram._upper_bounds
+    counts = [0] * len(bounds)
+    for amount in amounts:
+        counts[bisect_left(bounds, amount)] += 1
+    histogram._sum.inc(math.fsum(amounts))
+    for bucket, count in zip(histogram._buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError, TransportError
+from elasticsearch.serializer import OrjsonSerializer
 
 from chalicelib.config import SearchSettings
 from chalicelib.sinks.base import EngineUnavailable
@@ -28,10 +29,20 @@ class ElasticsearchEngine:
         tls: dict[str, Any] = {"verify_certs": search.verify_certs}
         if search.ca_certs:
             tls["ca_certs"] = search.ca_certs
-        # Retries are ours (sinks.bulk), bounded by the Lambda's remaining time.
-        return cls(Elasticsearch(search.url, max_retries=0, retry_on_timeout=False, **tls), credentials)
+        # Retries are ours (sinks.bulk), bounded by the Lambda's remaining time. Responses are
+        # decoded with orjson (the client's own serializer for it; also for the compatibility
+        # mimetype the server answers with): a bulk response is the consumer's biggest JSON.
+        client = Elasticsearch(
+            search.url,
+            max_retries=0,
+            retry_on_timeout=False,
+            serializers={"application/json": OrjsonSerializer()},
+            **tls,
+        )
+        return cls(client, credentials)
 
     def send_bulk(self, body: bytes, timeout_s: float) -> list[dict[str, Any]]:
+        # `body` is pre-serialised NDJSON: the client sends bytes as they are.
         response = self._call(lambda client: client.bulk(operations=body), timeout_s)
         return response["items"]
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from opensearchpy import NotFoundError, OpenSearch, RequestError, TransportError, Urllib3AWSV4SignerAuth
+import orjson
+from opensearchpy import JSONSerializer, NotFoundError, OpenSearch, RequestError, TransportError, Urllib3AWSV4SignerAuth
 
 from chalicelib.config import SearchSettings
 from chalicelib.sinks.base import EngineUnavailable
@@ -42,11 +43,19 @@ class OpenSearchEngine:
         def build(basic: SearchCredentials | None) -> OpenSearch:
             auth = {} if basic is None else {"http_auth": basic.basic_auth()}
             # Retries are ours (sinks.bulk), bounded by the Lambda's remaining time.
-            return OpenSearch(hosts=[search.url], max_retries=0, retry_on_timeout=False, **options, **auth)
+            return OpenSearch(
+                hosts=[search.url],
+                max_retries=0,
+                retry_on_timeout=False,
+                serializer=OrjsonLoads(),
+                **options,
+                **auth,
+            )
 
         return cls(build, credentials)
 
     def send_bulk(self, body: bytes, timeout_s: float) -> list[dict[str, Any]]:
+        # `body` is pre-serialised NDJSON: opensearch-py sends bytes as they are.
         return self._call(lambda: self._client.bulk(body=body, request_timeout=timeout_s))["items"]
 
     def index_template_meta(self, name: str, timeout_s: float) -> dict[str, Any] | None:
@@ -110,6 +119,17 @@ class OpenSearchEngine:
             if not isinstance(status, int) or status == 429 or status >= 500:
                 raise EngineUnavailable(f"OpenSearch unavailable ({status}): {error.error}") from error
             raise
+
+
+class OrjsonLoads(JSONSerializer):
+    """opensearch-py's serializer, decoding responses with orjson (a bulk response is the
+    consumer's biggest JSON); request bodies are still written by `json`, as before."""
+
+    def loads(self, s: str) -> Any:
+        try:
+            return orjson.loads(s)
+        except orjson.JSONDecodeError:
+            return super().loads(s)  # what orjson refuses (NaN, a lone surrogate): `json`, errors as before
 
 
 def _refused_status(error: Exception) -> int | None:
