@@ -50,10 +50,12 @@ package: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
 
+# Quick by default (checks the harnesses work); BENCH_FULL=1 measures in full and rewrites docs/benchmarks.md.
+BENCH_DOCS := $(if $(filter 1,$(BENCH_FULL)),--write-docs,)
 bench: install system-deps
-	$(BIN)/python -m bench.consumer --engine both --json bench/results/consumer.json --write-docs
+	$(BIN)/python -m bench.consumer --engine both --json bench/results/consumer.json $(BENCH_DOCS)
 	$(BIN)/python -m bench.metrics_push --json bench/results/metrics_push.json
 	$(BIN)/python -m bench.load --changes 10000 --clients 4 --json bench/results/load.json
-	$(BIN)/python -m bench.stream_handler --json bench/results/stream_handler.json --write-docs
-	$(BIN)/python -m bench.freshness --json bench/results/freshness.json --write-docs
-	$(BIN)/python -m bench.footprint --json bench/results/footprint.json --write-docs
+	$(BIN)/python -m bench.stream_handler --json bench/results/stream_handler.json $(BENCH_DOCS)
+	$(BIN)/python -m bench.freshness --json bench/results/freshness.json $(BENCH_DOCS)
+	$(BIN)/python -m bench.footprint --json bench/results/footprint.json $(BENCH_DOCS)

@@ -334,7 +334,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"{result['writes']:,} API writes at a steady {result['rate_per_s']:g}/s for {result['seconds']:g} s "
         f"(achieved {result['achieved_rate_per_s']:g}/s; each a new symbol) through the local pipeline on "
         f"{result['engine']}; {result['mode']} run. Delays from the API's answer, seen by a watcher polling "
-        f"every {WATCH_S * 1000:.0f} ms; {result['never_searchable']} write(s) never became searchable, "
+        f"every {WATCH_S * 1000:.0f} ms; {result['never_searchable']} write(s) not yet searchable when "
+        f"the watcher gave up ({DRAIN_TIMEOUT_S} s after the last write), "
         f"{result['refused_or_failed']} refused or failed.",
         "",
         "| delay | p50 | p95 | p99 | max |",
