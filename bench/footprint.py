@@ -42,7 +42,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bench.report import full_mode, machine, write_section
+from bench.report import full_mode, machine, machine_line, write_section
 from currencies_local.lambda_events import sqs_event
 from currencies_local.synthetic import random_table
 from currencies_ops.deploy.package_command import PackageError, build
@@ -487,19 +487,11 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"event parsed {memory['after_event_mb']} MB, **peak {memory['peak_mb']} MB** "
         f"(invocation {memory['invocation_s']:.2f} s).",
         "",
-        _machine_line(result["machine"]),
+        machine_line(result["machine"]),
         "",
         f"Command: `{command}`",
     ]
     return "\n".join(lines)
-
-
-def _machine_line(info: dict[str, Any]) -> str:
-    packages = ", ".join(f"{name} {version}" for name, version in info["packages"].items() if version)
-    return (
-        f"Measured {info['date']} on {info['cpu']} ({info['cores']} cores, {info['memory_gb']} GB), "
-        f"Python {info['python']}, {packages}."
-    )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -38,7 +38,7 @@ import click
 import requests
 from rich.console import Console
 
-from bench.report import full_mode, machine, write_section
+from bench.report import full_mode, machine, machine_line, write_section
 from chalicelib.observability.metrics import REGISTRY, STAGES
 from currencies_local.opensearch import free_http_port
 from currencies_local.pipeline import LocalPipeline, Options
@@ -380,19 +380,11 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"{check['p99_above_s']:+.3f} s above that; target < {TARGET_ABOVE_S:g} s above: "
         f"{'met' if check['met'] else 'missed'}.",
         "",
-        _machine_line(result["machine"]),
+        machine_line(result["machine"]),
         "",
         f"Command: `{command}`",
     ]
     return "\n".join(lines)
-
-
-def _machine_line(info: dict[str, Any]) -> str:
-    packages = ", ".join(f"{name} {version}" for name, version in info["packages"].items() if version)
-    return (
-        f"Measured {info['date']} on {info['cpu']} ({info['cores']} cores, {info['memory_gb']} GB), "
-        f"Python {info['python']}, {packages}."
-    )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

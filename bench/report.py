@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -47,6 +48,15 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "packages": {name: _version(name) for name in ("elasticsearch", "opensearch-py", "boto3", "moto", "orjson")},
     }
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    """One sentence saying what `machine()` found, for the docs."""
+    packages = ", ".join(f"{name} {version}" for name, version in info["packages"].items() if version)
+    return (
+        f"Measured {info['date']} on {info['cpu']} ({info['cores']} cores, {info['memory_gb']} GB), "
+        f"Python {info['python']}, {packages}."
+    )
 
 
 def _version(package: str) -> str | None:

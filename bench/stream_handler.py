@@ -30,7 +30,7 @@ import boto3
 import click
 from rich.console import Console
 
-from bench.report import full_mode, machine, spread, write_section
+from bench.report import full_mode, machine, machine_line, spread, write_section
 from chalicelib.stream.changes import change_from_record
 from chalicelib.stream.relay import relay
 from currencies_local.lambda_events import dynamodb_event
@@ -184,19 +184,11 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"{ours_rate / naive_rate:.1f} x. moto answers over loopback on the same machine; against AWS "
         "every call is a network round trip, so each call saved is worth more there than here.",
         "",
-        _machine_line(result["machine"]),
+        machine_line(result["machine"]),
         "",
         f"Command: `{command}`",
     ]
     return "\n".join(lines)
-
-
-def _machine_line(info: dict[str, Any]) -> str:
-    packages = ", ".join(f"{name} {version}" for name, version in info["packages"].items() if version)
-    return (
-        f"Measured {info['date']} on {info['cpu']} ({info['cores']} cores, {info['memory_gb']} GB), "
-        f"Python {info['python']}, {packages}."
-    )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
