@@ -118,7 +118,7 @@ if settings.consumer_trigger == "sqs":
     def index_changes(event: SQSEvent) -> dict[str, Any]:
         records = [record.to_dict() for record in event]
         report = _consume(inbound_messages(records), event.context)
-        return settle(records, report, partial_response=settings.partial_batch_response, sqs=clients.sqs())
+        return settle(records, report, partial_response=settings.partial_batch_response, sqs=clients.sqs)
 
 else:
     # The original example's wiring: the consumer subscribed straight to the topic,

@@ -171,7 +171,7 @@ def _app_subtree(importtime: str) -> list[Importer]:
 HANDLERS: dict[str, str] = {
     "api_handler": "clients.store()",
     "relay_changes": "clients.sns()",
-    "index_changes": "clients.sink(); clients.sqs()",
+    "index_changes": "clients.sink()",  # the SQS client only when a batch must delete (settle)
     "tidy_metrics": "clients.pushgateway(); clients.sqs()",
 }
 """What each function's first invocation builds beyond `import app` (read from app.py): the clients

@@ -404,7 +404,7 @@ def _run_pipeline(recorder: Recorder, stream_arn: str, queue_url: str) -> None:
         )
         assert len(report.failed_ids) == 1  # the BAD rate: the rest is deleted by the handler itself
         with pytest.raises(BatchIncomplete):
-            settle(sqs_records, report, partial_response=False, sqs=clients.sqs())
+            settle(sqs_records, report, partial_response=False, sqs=clients.sqs)
 
     with recorder.recording("tidy_metrics"):
         assert set(sample_depths(clients.sqs(), clients.queue_urls())) == {"consumer", "dead_letter"}
