@@ -253,7 +253,12 @@ def ratios(summaries: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str,
 
 
 def bound_statement(summaries: Sequence[dict[str, Any]], engine: str, cores: int) -> str:
-    """Which side spends more CPU per event for ours at each batch size (and whether the cores ran out)."""
+    """What bounds ours at each batch size, from its CPU split.
+
+    The consumer sends a batch and waits for the answer before it builds the next, so its
+    Python and the engine take turns: with cores to spare, their sum per event bounds it,
+    and the larger part is the one to shrink (or to overlap with the other).
+    """
     sizes = sorted({s["batch_size"] for s in summaries if s["engine"] == engine and s["variant"] == "ours"})
     parts = []
     for size in sizes:
@@ -266,17 +271,16 @@ def bound_statement(summaries: Sequence[dict[str, Any]], engine: str, cores: int
                 f"at batch {size}, Python CPU per event {python:,.0f} µs; engine CPU not measured (pid unknown)"
             )
             continue
-        side = "our Python" if python > engine_us else "the engine"
-        relation = ">" if python > engine_us else "≤"
         busy = (_median(summaries, engine, "ours", size, "python_cpu_per_wall_s") or 0) + (
             _median(summaries, engine, "ours", size, "engine_cpu_per_wall_s") or 0
         )
-        saturated = (
-            f" (together {busy:.2f} of {cores} cores busy: the machine is saturated)" if busy >= 0.9 * cores else ""
-        )
+        larger = "our Python" if python > engine_us else "the engine"
+        if busy >= 0.9 * cores:
+            verdict = f"together {busy:.2f} of {cores} cores busy: the machine is saturated"
+        else:
+            verdict = f"taking turns ({busy:.2f} of {cores} cores busy), their sum bounds it; the larger is {larger}"
         parts.append(
-            f"at batch {size}, Python CPU per event ({python:,.0f} µs) {relation} engine CPU per event "
-            f"({engine_us:,.0f} µs): {side} bounds it{saturated}"
+            f"at batch {size}, {python:,.0f} µs of Python and {engine_us:,.0f} µs of engine CPU per event, {verdict}"
         )
     return "What bounds ours: " + ("; ".join(parts) if parts else "no runs") + "."
 
