@@ -26,6 +26,9 @@ def test_chalice_package_builds_a_lean_lambda_zip(tmp_path: Path) -> None:
         ("/currency/{symbol}", "delete"): [{"sigv4": []}],
     }
     assert functions == {"APIHandler", "RelayChanges", "IndexChanges", "TidyMetrics"}
+    # Lambda's CPU follows memory: the two stream-rate functions get 1,024 MB, not the 128 MB default.
+    assert resources["RelayChanges"]["Properties"]["MemorySize"] == 1024
+    assert resources["IndexChanges"]["Properties"]["MemorySize"] == 1024
     # TRIM_HORIZON, not Chalice's LATEST: writes made before the mapping is enabled are relayed too.
     [stream] = resources["RelayChanges"]["Properties"]["Events"].values()
     assert stream["Type"] == "DynamoDB"
