@@ -50,7 +50,7 @@ WATCH_S = 0.02
 WATCH_AT_MOST = 100
 """Writes the watcher asks about per round (the oldest pending ones)."""
 CLIENTS = 8
-"""Client threads: enough for 50 writes/s at the API's ~0.1 s latency, without piling up requests."""
+"""Client threads. More do not help here: the local API (moto) then answers slower and the rate falls."""
 DRAIN_TIMEOUT_S = 60
 EVENTS_INDEX, RATES_INDEX = "currency-events", "currency-rates"
 TARGET_ABOVE_S = 1.0
