@@ -26,9 +26,7 @@ import http.client
 import json
 import os
 import random
-import shlex
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -42,7 +40,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from bench.report import full_mode, machine, spread, write_section
+from bench.report import command_line, full_mode, machine, publish, spread
 from chalicelib.config import SearchSettings
 from chalicelib.consumer.documents import Action, actions_for
 from chalicelib.consumer.indexer import InboundMessage, consume
@@ -744,11 +742,6 @@ def run_benchmark(config: Config, command: str, say: Callable[[str], None] = lam
     }
 
 
-def _command(argv: Sequence[str]) -> str:
-    prefix = "BENCH_FULL=1 " if full_mode() else ""
-    return prefix + "python -m bench.consumer " + " ".join(shlex.quote(arg) for arg in argv)
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--engine", type=click.Choice([*ENGINES, "both"]), default="both", show_default=True)
 @click.option("--url", help="Use this running node (one engine only) instead of starting one.")
@@ -801,14 +794,8 @@ def main(
         raise click.UsageError("--node-pid goes with --url")
     if config.baseline_changes > config.changes:
         raise click.UsageError("--baseline-changes cannot exceed --changes")
-    result = run_benchmark(config, _command(sys.argv[1:]), say=lambda line: click.echo(line, err=True))
-    markdown = render_markdown(result)
-    click.echo(markdown)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
-    if write_docs:
-        write_section("consumer", markdown)
+    result = run_benchmark(config, command_line("consumer"), say=lambda line: click.echo(line, err=True))
+    publish("consumer", result, render_markdown(result), json_path=json_path, write_docs=write_docs)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -42,7 +41,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bench.report import full_mode, machine, machine_line, write_section
+from bench.report import command_line, full_mode, machine, machine_line, publish
 from currencies_local.lambda_events import sqs_event
 from currencies_local.synthetic import random_table
 from currencies_ops.deploy.package_command import PackageError, build
@@ -547,14 +546,8 @@ def main(  # noqa: PLR0917 - click passes every option
         "handlers": handlers,
         "consumer_memory": memory,
     }
-    command = shlex.join(["python", "-m", "bench.footprint", *sys.argv[1:]])
-    text = markdown(result, ("BENCH_FULL=1 " if full else "") + command)
-    click.echo(text)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
-    if write_docs:
-        write_section("footprint", text)
+    text = markdown(result, command_line("footprint"))
+    publish("footprint", result, text, json_path=json_path, write_docs=write_docs)
 
 
 if __name__ == "__main__":

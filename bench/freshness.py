@@ -22,11 +22,8 @@ are bucket bounds. The configured polling interval and the engine's refresh inte
 from __future__ import annotations
 
 import itertools
-import json
 import random
-import shlex
 import statistics
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +35,7 @@ import click
 import requests
 from rich.console import Console
 
-from bench.report import full_mode, machine, machine_line, write_section
+from bench.report import command_line, full_mode, machine, machine_line, publish
 from chalicelib.observability.metrics import REGISTRY, STAGES
 from currencies_local.opensearch import free_http_port
 from currencies_local.pipeline import LocalPipeline, Options
@@ -414,14 +411,8 @@ def main(  # noqa: PLR0917 - click passes every option
     result = run_once(engine, rate or (50.0 if full else 20.0), seconds or (60.0 if full else 10.0), search_url)
     result = {"mode": "full" if full else "quick", "machine": machine(), **result}
     result["verdict"] = verdict(result)
-    command = shlex.join(["python", "-m", "bench.freshness", *sys.argv[1:]])
-    text = markdown(result, ("BENCH_FULL=1 " if full else "") + command)
-    click.echo(text)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
-    if write_docs:
-        write_section("freshness", text)
+    text = markdown(result, command_line("freshness"))
+    publish("freshness", result, text, json_path=json_path, write_docs=write_docs)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import cProfile
 import json
-import os
 import signal
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import click
 
+from bench.consumer import tree_cpu_seconds
 from chalicelib.config import SearchSettings
 from chalicelib.consumer.indexer import InboundMessage, consume
 from chalicelib.sinks.sink import SearchSink, connect
@@ -32,28 +32,6 @@ from currencies_local.elasticsearch import start_elasticsearch
 from currencies_local.opensearch import free_http_port, start_opensearch
 from currencies_local.processes import free_port
 from currencies_local.synthetic import random_table
-
-
-def tree_cpu_seconds(root_pid: int) -> float:
-    """User + system CPU seconds of a process and all its descendants, from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    times: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
-    total, stack = 0.0, [root_pid]
-    while stack:
-        pid = stack.pop()
-        total += times.get(pid, 0.0)
-        stack.extend(children.get(pid, []))
-    return total
 
 
 def envelopes(messages: int, symbols: int = 200) -> list[str]:

@@ -7,10 +7,13 @@ numbers a command measured (the section says which command).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
+import shlex
 import statistics
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -78,3 +81,19 @@ def write_section(name: str, markdown: str, doc: Path = DOC) -> None:
     if not pattern.search(text):
         raise KeyError(f"{doc} has no section bench:{name}; add its two marker lines first")
     doc.write_text(pattern.sub(lambda match: match.group(1) + markdown.rstrip() + "\n" + match.group(2), text))
+
+
+def command_line(name: str, argv: Sequence[str] | None = None) -> str:
+    """The command that reproduces this run, as the docs show it."""
+    arguments = sys.argv[1:] if argv is None else argv
+    return ("BENCH_FULL=1 " if full_mode() else "") + shlex.join(["python", "-m", f"bench.{name}", *arguments])
+
+
+def publish(name: str, result: dict[str, Any], markdown: str, *, json_path: Path | None, write_docs: bool) -> None:
+    """Print the tables, and write the raw result and the docs section when asked."""
+    print(markdown)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+    if write_docs:
+        write_section(name, markdown)

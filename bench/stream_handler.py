@@ -15,9 +15,6 @@ which would measure moto rather than the handler. Repetitions alternate the two 
 
 from __future__ import annotations
 
-import json
-import shlex
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -30,7 +27,7 @@ import boto3
 import click
 from rich.console import Console
 
-from bench.report import full_mode, machine, machine_line, spread, write_section
+from bench.report import command_line, full_mode, machine, machine_line, publish, spread
 from chalicelib.stream.changes import change_from_record
 from chalicelib.stream.relay import relay
 from currencies_local.lambda_events import dynamodb_event
@@ -209,14 +206,8 @@ def main(records: int | None, json_path: Path | None, write_docs: bool) -> None:
         finally:
             moto.stop()
     result = {"mode": "full" if full else "quick", "machine": machine(), **result}
-    command = shlex.join(["python", "-m", "bench.stream_handler", *sys.argv[1:]])
-    text = markdown(result, ("BENCH_FULL=1 " if full else "") + command)
-    click.echo(text)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
-    if write_docs:
-        write_section("stream_handler", text)
+    text = markdown(result, command_line("stream_handler"))
+    publish("stream_handler", result, text, json_path=json_path, write_docs=write_docs)
 
 
 if __name__ == "__main__":
