@@ -24,6 +24,7 @@ from currencies_ops.deploy.stack import (
     QUEUE_VISIBILITY_TIMEOUT_S,
     StageArns,
     StageNames,
+    queue_policy,
 )
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ def create_resources(
     redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(settings.max_receive_count)}
     queue_attributes = {"VisibilityTimeout": str(settings.visibility_timeout_s), "RedrivePolicy": json.dumps(redrive)}
     queue_url, queue_arn = ensure_queue(sqs, names.queue, queue_attributes, steps, "queue")
-    ensure_queue_policy(sqs, queue_url, allow_topic(queue_arn, topic_arn), names.queue, steps)
+    ensure_queue_policy(sqs, queue_url, json.dumps(queue_policy(queue_arn, topic_arn)), names.queue, steps)
     ensure_subscription(sns, topic_arn, queue_arn, steps)
     failures_url, failures_arn = ensure_queue(sqs, names.stream_failures_queue, {}, steps, "stream-failures queue")
     created = Created(
@@ -227,18 +228,6 @@ def ensure_subscription(sns: Any, topic_arn: str, queue_arn: str, steps: list[St
     arn = sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)["SubscriptionArn"]
     steps.append(Step("subscription", queue, "created", f"to {topic_arn.rpartition(':')[2]}"))
     return arn
-
-
-def allow_topic(queue_arn: str, topic_arn: str) -> str:
-    """A queue policy letting only this topic send to the queue."""
-    statement = {
-        "Effect": "Allow",
-        "Principal": {"Service": "sns.amazonaws.com"},
-        "Action": "sqs:SendMessage",
-        "Resource": queue_arn,
-        "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
-    }
-    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
 def _queue_arn(sqs: Any, url: str) -> str:

@@ -66,6 +66,22 @@ STREAM_MAPPING = StreamMappingSettings()
 QUEUE_MAPPING = QueueMappingSettings()
 
 
+def queue_policy(queue_arn: Any, topic_arn: Any) -> dict[str, Any]:
+    """Only the stage's topic may send to its queue (SNS delivers as the service principal).
+
+    The ARNs are strings (provision) or CloudFormation references (the template).
+    """
+    statement = {
+        "Sid": "TopicDeliversToQueue",
+        "Effect": "Allow",
+        "Principal": {"Service": "sns.amazonaws.com"},
+        "Action": "sqs:SendMessage",
+        "Resource": queue_arn,
+        "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+    }
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
 @dataclass(frozen=True)
 class StageNames:
     """What one stage's resources are called; deployed stages never share a table or a queue."""

@@ -25,6 +25,7 @@ from currencies_ops.deploy.stack import (
     STREAM_MAPPING,
     StageArns,
     StageNames,
+    queue_policy,
 )
 
 TABLE = "CurrencyTable"
@@ -148,24 +149,11 @@ def _queue(name: str, **properties: Any) -> dict[str, Any]:
 
 
 def _queue_policy() -> dict[str, Any]:
-    """Only this stage's topic may send to the queue (SNS delivers as the service principal)."""
     return {
         "Type": "AWS::SQS::QueuePolicy",
         "Properties": {
             "Queues": [{"Ref": QUEUE}],
-            "PolicyDocument": {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Sid": "TopicDeliversToQueue",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "sns.amazonaws.com"},
-                        "Action": "sqs:SendMessage",
-                        "Resource": {"Fn::GetAtt": [QUEUE, "Arn"]},
-                        "Condition": {"ArnEquals": {"aws:SourceArn": {"Ref": TOPIC}}},
-                    }
-                ],
-            },
+            "PolicyDocument": queue_policy({"Fn::GetAtt": [QUEUE, "Arn"]}, {"Ref": TOPIC}),
         },
     }
 
