@@ -33,7 +33,7 @@ import json
 import os
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -88,7 +88,7 @@ def item_change(item: dict[str, Any], scanned_at: datetime) -> Change:
         },
     }
     change = change_from_record(record, scanned_at)
-    return replace(change, id=backfill_event_id(change.symbol, change.version))
+    return change._replace(id=backfill_event_id(change.symbol, change.version))
 
 
 def backfill_event_id(symbol: str, version: int) -> str:

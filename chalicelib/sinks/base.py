@@ -10,6 +10,10 @@ from chalicelib.consumer.documents import Action
 
 Outcome = Literal["written", "duplicate", "stale", "retryable", "rejected"]
 FAILED_OUTCOMES: frozenset[Outcome] = frozenset({"retryable", "rejected"})
+BULK_RESPONSE_FIELDS = "items.*.status,items.*.error.type,items.*.error.reason"
+"""The `filter_path` of a bulk request: each item's status and error, nothing else. The full
+answer (index, id, version, shards, seq_no... per item) is ~4x the bytes for the engine to
+write and for the consumer to decode, and the consumer reads only these."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundErro
 from elasticsearch.serializer import OrjsonSerializer
 
 from chalicelib.config import SearchSettings
-from chalicelib.sinks.base import EngineUnavailable
+from chalicelib.sinks.base import BULK_RESPONSE_FIELDS, EngineUnavailable
 from chalicelib.sinks.credentials import CredentialsProvider, SearchCredentials, with_refresh
 
 
@@ -43,7 +43,7 @@ class ElasticsearchEngine:
 
     def send_bulk(self, body: bytes, timeout_s: float) -> list[dict[str, Any]]:
         # `body` is pre-serialised NDJSON: the client sends bytes as they are.
-        response = self._call(lambda client: client.bulk(operations=body), timeout_s)
+        response = self._call(lambda client: client.bulk(operations=body, filter_path=BULK_RESPONSE_FIELDS), timeout_s)
         return response["items"]
 
     def index_template_meta(self, name: str, timeout_s: float) -> dict[str, Any] | None:

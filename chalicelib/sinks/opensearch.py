@@ -13,7 +13,7 @@ import orjson
 from opensearchpy import JSONSerializer, NotFoundError, OpenSearch, RequestError, TransportError, Urllib3AWSV4SignerAuth
 
 from chalicelib.config import SearchSettings
-from chalicelib.sinks.base import EngineUnavailable
+from chalicelib.sinks.base import BULK_RESPONSE_FIELDS, EngineUnavailable
 from chalicelib.sinks.credentials import CredentialsProvider, SearchCredentials, with_refresh
 
 
@@ -56,7 +56,9 @@ class OpenSearchEngine:
 
     def send_bulk(self, body: bytes, timeout_s: float) -> list[dict[str, Any]]:
         # `body` is pre-serialised NDJSON: opensearch-py sends bytes as they are.
-        return self._call(lambda: self._client.bulk(body=body, request_timeout=timeout_s))["items"]
+        return self._call(
+            lambda: self._client.bulk(body=body, filter_path=BULK_RESPONSE_FIELDS, request_timeout=timeout_s)
+        )["items"]
 
     def index_template_meta(self, name: str, timeout_s: float) -> dict[str, Any] | None:
         try:

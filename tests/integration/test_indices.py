@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from decimal import Decimal
 
 from chalicelib.consumer.indexer import InboundMessage, consume
@@ -59,7 +58,7 @@ def test_a_document_the_engine_refuses_fails_only_its_message_then_is_dead_lette
     table.put(f"G{uuid.uuid4().hex[:8]}", Decimal("1.5"))
     (good,) = table.changes()
     bad_symbol = f"B{uuid.uuid4().hex[:8]}"
-    bad = replace(good, id=uuid.uuid4().hex, data={"symbol": bad_symbol, "rate": "1e400"}, new=None)
+    bad = good._replace(id=uuid.uuid4().hex, data={"symbol": bad_symbol, "rate": "1e400"}, new=None)
     dead: list[tuple[str, str]] = []
 
     def deliver(receive_count: int) -> dict:

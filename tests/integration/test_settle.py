@@ -37,7 +37,7 @@ def test_handled_messages_are_deleted_and_failed_ones_come_back(
     table = TableModel()
     table.put(f"K{uuid.uuid4().hex[:8]}", Decimal("2.5"))
     (good,) = table.changes()
-    bad = replace(good, id=uuid.uuid4().hex, data={"symbol": f"X{uuid.uuid4().hex[:8]}", "rate": "1e400"}, new=None)
+    bad = good._replace(id=uuid.uuid4().hex, data={"symbol": f"X{uuid.uuid4().hex[:8]}", "rate": "1e400"}, new=None)
     ids = {name: sqs.send_message(QueueUrl=url, MessageBody=c.to_json())["MessageId"] for name, c in
            (("good", good), ("bad", bad))}  # fmt: skip
 

@@ -1,7 +1,6 @@
 """Unit tests for chalicelib.stream.bus with fake SNS clients: batching within SNS's limits, retries, refusals."""
 
 import json
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -122,7 +121,7 @@ def test_unwrap_leaves_other_bodies_alone(body: str) -> None:
 def test_publish_batches_stay_within_the_sns_size_limit() -> None:
     """Ten 30 KB changes exceed 256 KiB together, so they go in two calls."""
     sns = RecordingSns()
-    big = [replace(change(n), new={"symbol": "EUR", "rate": "1", "note": "x" * 30_000}) for n in range(10)]
+    big = [change(n)._replace(new={"symbol": "EUR", "rate": "1", "note": "x" * 30_000}) for n in range(10)]
     publish(sns, TOPIC, big)
     sizes = [sum(len(e["Message"].encode()) for e in call["PublishBatchRequestEntries"]) for call in sns.calls]
     assert len(sizes) == 2
@@ -131,8 +130,8 @@ def test_publish_batches_stay_within_the_sns_size_limit() -> None:
 
 def padded(number: int, body_bytes: int, symbol: str = "EUR") -> Change:
     """A change whose message is `body_bytes` long (or as short as it can be) for the symbol given."""
-    bare = replace(change(number), data={"symbol": symbol, "rate": "1.5"}, new={"pad": ""})
-    return replace(bare, new={"pad": "x" * max(0, body_bytes - len(bare.to_json()))})
+    bare = change(number)._replace(data={"symbol": symbol, "rate": "1.5"}, new={"pad": ""})
+    return bare._replace(new={"pad": "x" * max(0, body_bytes - len(bare.to_json()))})
 
 
 def entry_size(c: Change) -> int:
