@@ -30,7 +30,7 @@ from chalicelib.sinks.credentials import (
     read_secret,
     with_refresh,
 )
-from chalicelib.sinks.elasticsearch import ElasticsearchEngine
+from chalicelib.sinks.elasticsearch import KEPT_CLIENTS, ElasticsearchEngine
 from chalicelib.sinks.opensearch import OpenSearchEngine
 from chalicelib.sinks.sink import connect
 
@@ -390,7 +390,7 @@ class FakeElasticsearch:
         client = self
 
         class Bound:
-            def bulk(self, operations: bytes) -> dict[str, Any]:
+            def bulk(self, operations: bytes, filter_path: str) -> dict[str, Any]:
                 return client._answer("bulk", auth, {"items": [{"index": {"status": 201}}]})
 
             def search(self, **_: Any) -> Any:
@@ -425,6 +425,36 @@ def test_elasticsearch_reads_and_bulk_writes_refresh_after_a_rotation(refusal: t
         ("bulk", PASSWORD), ("search", PASSWORD), ("bulk", PASSWORD), ("bulk", NEW_PASSWORD), ("search", NEW_PASSWORD)
     ]  # fmt: skip
     assert len(vault.reads) == 2
+
+
+class CountingElasticsearch(FakeElasticsearch):
+    def __init__(self, password: str) -> None:
+        super().__init__(password)
+        self.configured: list[dict[str, Any]] = []
+
+    def options(self, **options: Any) -> FakeElasticsearch:
+        self.configured.append(options)
+        return super().options(**options)
+
+
+def test_elasticsearch_configures_a_client_once_per_credentials_and_timeout() -> None:
+    """`options()` builds a whole client (~250 µs): repeats reuse it, a rotation or a new timeout gets its own."""
+    vault = Vault(basic(PASSWORD))
+    client = CountingElasticsearch(PASSWORD)
+    engine = ElasticsearchEngine(client, CredentialsProvider(ARN, "basic", vault))  # type: ignore[arg-type]
+    for _ in range(3):
+        engine.send_bulk(b"{}\n", 30)
+    engine.search("ev", {}, 10)
+    assert [(options["request_timeout"], options["basic_auth"][1]) for options in client.configured] == [
+        (30, PASSWORD), (10, PASSWORD)
+    ]  # fmt: skip
+    client.password = NEW_PASSWORD
+    vault.text = basic(NEW_PASSWORD)
+    engine.send_bulk(b"{}\n", 30)  # refused with the kept client, then a new one with the new password
+    assert [options["basic_auth"][1] for options in client.configured[2:]] == [NEW_PASSWORD]
+    for left in range(1, 20):  # an invocation's last seconds: one-off timeouts, not all kept
+        engine.send_bulk(b"{}\n", left / 10)
+    assert len(engine._by_timeout) == KEPT_CLIENTS
 
 
 def test_elasticsearch_persistent_refusal_is_engine_unavailable() -> None:
