@@ -4,6 +4,9 @@ It writes the functions' policy files (with CloudFormation's `${AWS::Region}` /
 `${AWS::AccountId}` placeholders), the fragment of `currencies_ops.deploy.template`, then runs
 `chalice package --merge-template`. Chalice needs a region to name things but no
 credentials: the child process gets none, and no credentials file either, which proves it.
+Then it adds compiled bytecode to deployment.zip (`currencies_ops.deploy.bytecode`) for the modules
+the functions can import: Lambda's /var/task is read-only, so without it every cold start compiles
+every module it imports.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from chalicelib.config import ConfigError, SearchSettings
 from currencies_ops.console import fail
+from currencies_ops.deploy.bytecode import BytecodeError, BytecodeOutcome, add_bytecode, template_runtimes
 from currencies_ops.deploy.policies import (
     SearchAccess,
     configure_stage_policies,
@@ -41,6 +47,17 @@ CHALICE_TIMEOUT_S = 900
 
 class PackageError(RuntimeError):
     """The stage cannot be packaged; the message says why and what to change."""
+
+
+@dataclass(frozen=True)
+class Packaged:
+    written: list[Path]
+    """Every file written, deployment.zip last."""
+    bytecode: BytecodeOutcome
+
+    @property
+    def archive(self) -> Path:
+        return self.written[-1]
 
 
 def _default_region() -> str:
@@ -79,14 +96,14 @@ def package(stage: str, out: Path | None, region: str, deletion_protection: bool
     protect = stage == "prod" if deletion_protection is None else deletion_protection
     started = time.monotonic()
     try:
-        written = build(stage, out, region=region, deletion_protection=protect, project_dir=project_dir)
+        packaged = build(stage, out, region=region, deletion_protection=protect, project_dir=project_dir)
     except PackageError as error:
         fail(console, False, f"package stage {stage}", str(error))
-    _report(console, stage, region, written, protect=protect, seconds=time.monotonic() - started)
+    _report(console, stage, region, packaged, protect=protect, seconds=time.monotonic() - started)
 
 
-def build(stage: str, out: Path, *, region: str, deletion_protection: bool, project_dir: Path) -> list[Path]:
-    """Write the policy files and the fragment, run `chalice package`; returns every file written."""
+def build(stage: str, out: Path, *, region: str, deletion_protection: bool, project_dir: Path) -> Packaged:
+    """Write the policy files and the fragment, run `chalice package`, add bytecode to its zip."""
     config_file = project_dir / ".chalice" / "config.json"
     config = json.loads(config_file.read_text())
     if stage not in config.get("stages", {}):
@@ -117,8 +134,35 @@ def build(stage: str, out: Path, *, region: str, deletion_protection: bool, proj
 
     _run_chalice(project_dir, stage, fragment_file, out, region)
     sam = out / "sam.json"
-    _check_merged(json.loads(sam.read_text()))
-    return [*written, sam, out / "deployment.zip"]
+    template = json.loads(sam.read_text())
+    _check_merged(template)
+    archive = out / "deployment.zip"
+    functions_environment = {**environment, "AWS_REGION": region, "AWS_DEFAULT_REGION": region}
+    try:
+        bytecode = add_bytecode(
+            archive,
+            template_runtimes(template),
+            functions_environment,
+            left_out=unused_search_adapters(functions_environment),
+        )
+    except (BytecodeError, ConfigError) as error:
+        raise PackageError(f"bytecode for deployment.zip: {error}") from error
+    return Packaged([*written, sam, archive], bytecode)
+
+
+SEARCH_ADAPTERS = {"elasticsearch": "chalicelib.sinks.elasticsearch", "opensearch": "chalicelib.sinks.opensearch"}
+"""The module `chalicelib.sinks.sink` imports for each CURRENCIES_SEARCH_ENGINE, and with it the engine's client."""
+
+
+def unused_search_adapters(environment: Mapping[str, str]) -> tuple[str, ...]:
+    """The search adapters a stage's functions never import: their client libraries get no bytecode.
+
+    Compiling both clients would take the zip over 5 MB (elasticsearch alone is 1.1 MB of bytecode);
+    a function whose engine is changed without packaging again still works, compiling its client at
+    each cold start.
+    """
+    engine = SearchSettings.from_env(environment).engine
+    return tuple(module for name, module in sorted(SEARCH_ADAPTERS.items()) if name != engine)
 
 
 def stage_environment(config: Mapping[str, Any], stage: str) -> dict[str, str]:
@@ -193,15 +237,16 @@ def _check_merged(template: Mapping[str, Any]) -> None:
         )
 
 
-def _report(console: Console, stage: str, region: str, written: list[Path], *, protect: bool, seconds: float) -> None:
+def _report(console: Console, stage: str, region: str, packaged: Packaged, *, protect: bool, seconds: float) -> None:
     table = Table(title=f"stage {stage}, region {region}, {seconds:.1f} s", title_justify="left")
     table.add_column("file written")
     table.add_column("size", justify="right")
-    for path in written:
+    for path in packaged.written:
         table.add_row(escape(_shown(path)), f"{path.stat().st_size:,} B")
     console.print(table)
     console.print(f"table deletion protection: {'on' if protect else 'off'}; no AWS credentials were used")
-    out = written[-1].parent
+    _report_bytecode(console, packaged.bytecode)
+    out = packaged.archive.parent
     console.print(
         "deploy with:\n"
         f"  aws cloudformation package --template-file {escape(_shown(out / 'sam.json'))} "
@@ -210,6 +255,27 @@ def _report(console: Console, stage: str, region: str, written: list[Path], *, p
         f"--stack-name currencies-{stage} --capabilities CAPABILITY_IAM",
         soft_wrap=True,
     )
+
+
+def _report_bytecode(console: Console, outcome: BytecodeOutcome) -> None:
+    if outcome.skipped:
+        console.print(
+            f"[yellow]no bytecode added to deployment.zip[/]: {escape(outcome.skipped)}; every Lambda cold start "
+            "will compile what it imports"
+        )
+        return
+    left_out = f"; not followed: {', '.join(outcome.left_out)} (not this stage's engine)" if outcome.left_out else ""
+    console.print(
+        f"bytecode for {outcome.runtime}: {outcome.compiled} unchecked-hash .pyc files added to deployment.zip, "
+        f"for the modules app and chalicelib import, of its {outcome.sources} .py files{escape(left_out)} "
+        f"({outcome.bytes_before / 1e6:.2f} MB -> {outcome.bytes_after / 1e6:.2f} MB)"
+    )
+    if outcome.not_compilable:
+        shown = ", ".join(outcome.not_compilable[:5]) + (", ..." if len(outcome.not_compilable) > 5 else "")
+        console.print(
+            f"{len(outcome.not_compilable)} .py file(s) do not compile on {outcome.runtime} (so cannot be "
+            f"imported there either), shipped without bytecode: {escape(shown)}"
+        )
 
 
 def _shown(path: Path) -> str:

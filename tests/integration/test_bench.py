@@ -112,7 +112,7 @@ def test_freshness_bench_quick(elasticsearch_url: str, tmp_path: Path, monkeypat
 
 def test_footprint_bench_quick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`currencies package` builds the zip; every function's cold import and the consumer's memory are measured."""
-    from bench.footprint import HANDLERS, MODES, main  # noqa: PLC0415
+    from bench.footprint import HANDLERS, LAMBDA_MODE, MODES, SOURCE_MODE, main  # noqa: PLC0415
 
     monkeypatch.delenv("BENCH_FULL", raising=False)
     out = tmp_path / "footprint.json"
@@ -127,6 +127,14 @@ def test_footprint_bench_quick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         for timing in result["handlers"][mode].values():
             assert 0 < timing["app_ms"]["best"] <= timing["import_ms"]["best"]
             assert timing["import_ms"]["runs"] == 1
+    # The Lambda way loads the zip's bytecode; the other package way compiles the same modules from source.
+    assert result["bytecode"]["skipped"] is None
+    assert result["zip"]["bytecode_mb"] > 0
+    for handler in HANDLERS:
+        lambda_way = result["handlers"][LAMBDA_MODE][handler]["loaded"]
+        from_source = result["handlers"][SOURCE_MODE][handler]["loaded"]
+        assert lambda_way["source"] == from_source["bytecode"] == 0
+        assert lambda_way["bytecode"] == from_source["source"] > 0
     memory = result["consumer_memory"]
     assert (memory["messages"], memory["failures"]) == (200, 0)
     assert memory["bulk_items"] >= 200

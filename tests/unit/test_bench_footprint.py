@@ -1,17 +1,23 @@
-"""The footprint benchmark's pure parts: reading `-X importtime`, the batch it feeds, the fake engine's answers."""
+"""The footprint benchmark's pure parts: reading `-X importtime` and `-v`, the batch it feeds, the fake engine's
+answers, the read-only package tree."""
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import urllib.request
+import zipfile
+from pathlib import Path
 
 from bench.footprint import (
     HANDLERS,
     FakeEngine,
     _FakeEngineHandler,
+    code_sources,
     consumer_batch_event,
     invocation_imports,
+    unpack,
 )
 from chalicelib.consumer.sqs_batch import inbound_messages
 from chalicelib.stream.bus import unwrap
@@ -75,3 +81,39 @@ def test_fake_engine_answers_each_bulk_item_and_counts_them() -> None:
     assert [next(iter(item)) for item in answer["items"]] == ["create", "index", "delete"]
     assert [item[next(iter(item))]["status"] for item in answer["items"]] == [201, 200, 200]
     assert (engine.items, engine.bulk_requests) == (3, 1)
+
+
+def test_code_sources_counts_the_package_modules_loaded_from_bytecode_and_from_source(tmp_path: Path) -> None:
+    task = tmp_path / "task"
+    verbose = "\n".join(
+        [
+            "# code object from '/usr/lib/python3.11/__pycache__/json.cpython-311.pyc'",  # not the package's
+            f"# {task}/__pycache__/app.cpython-311.pyc matches {task}/app.py",
+            f"# code object from '{task}/__pycache__/app.cpython-311.pyc'",
+            f"# code object from '{task}/pkg/__pycache__/a.cpython-311.pyc'",
+            f"# code object from {task}/pkg/b.py",
+            f"# code object from {tmp_path}/task2/c.py",  # a sibling directory with the same prefix
+            "import 'app' # <_frozen_importlib_external.SourceFileLoader object at 0x7f>",
+        ]
+    )
+    assert code_sources(verbose, task) == {"bytecode": 2, "source": 1}
+
+
+def test_unpack_makes_a_read_only_tree_with_or_without_the_bytecode(tmp_path: Path) -> None:
+    archive = tmp_path / "deployment.zip"
+    with zipfile.ZipFile(archive, "w") as opened:
+        opened.writestr("app.py", "")
+        opened.writestr("pkg/__pycache__/a.cpython-311.pyc", b"")
+        opened.writestr("pkg/a.py", "")
+    with_bytecode = unpack(archive, tmp_path / "lambda", bytecode=True)
+    sources = unpack(archive, tmp_path / "sources", bytecode=False)
+    assert sorted(p.relative_to(with_bytecode).as_posix() for p in with_bytecode.rglob("*.py*")) == [
+        "app.py",
+        "pkg/__pycache__/a.cpython-311.pyc",
+        "pkg/a.py",
+    ]
+    assert sorted(p.relative_to(sources).as_posix() for p in sources.rglob("*.py*")) == ["app.py", "pkg/a.py"]
+    for path in [with_bytecode, *with_bytecode.rglob("*")]:
+        assert not path.stat().st_mode & 0o222, path
+    for path in [with_bytecode, *with_bytecode.rglob("*"), sources, *sources.rglob("*")]:
+        os.chmod(path, 0o755)  # so pytest can remove them as any user
