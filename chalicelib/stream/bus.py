@@ -176,11 +176,10 @@ def change_payload(body: str | bytes) -> Any:
 
     try:
         parsed = orjson.loads(body)
-        if type(parsed) is dict and parsed.get("Type") == "Notification" and type(parsed.get("Message")) is str:
-            return orjson.loads(parsed["Message"])
+        message = notification_message(parsed)
+        return parsed if message is None else orjson.loads(message)
     except orjson.JSONDecodeError as error:
         raise InvalidChange(f"message is not JSON: {error}") from None
-    return parsed
 
 
 def unwrap(body: str) -> str:
@@ -189,10 +188,12 @@ def unwrap(body: str) -> str:
         envelope = json.loads(body)
     except (ValueError, RecursionError):
         return body
-    if (
-        isinstance(envelope, dict)
-        and envelope.get("Type") == "Notification"
-        and isinstance(envelope.get("Message"), str)
-    ):
-        return envelope["Message"]
-    return body
+    message = notification_message(envelope)
+    return body if message is None else message
+
+
+def notification_message(parsed: Any) -> str | None:
+    """The `Message` of a parsed SNS Notification envelope; None when `parsed` is not one (a raw change)."""
+    if type(parsed) is dict and parsed.get("Type") == "Notification" and type(parsed.get("Message")) is str:
+        return parsed["Message"]
+    return None
