@@ -27,14 +27,24 @@ from chalice import CognitoUserPoolAuthorizer, IAMAuthorizer
 from chalice.app import Chalice
 from chalice.local import ChaliceRequestHandler, LocalGateway, LocalGatewayException, RouteMatcher, create_local_server
 
+from chalicelib.api.access import GATEWAY_ERROR_CODES
+
 LOCAL_API_KEY_VARIABLE = "CURRENCIES_LOCAL_API_KEY"
 """The one key the local runtime accepts in `x-api-key` when routes require an API key."""
 
-MISSING_TOKEN = (403, "Missing Authentication Token")
-FORBIDDEN = (403, "Forbidden")
-UNAUTHORIZED = (401, "Unauthorized")
-BAD_SIGNATURE = (403, "The request signature we calculated does not match the signature you provided.")
-EXPIRED_SIGNATURE = (403, "Signature expired: the request's X-Amz-Date is more than 5 minutes from now.")
+MISSING_TOKEN = (403, "Missing Authentication Token", "MISSING_AUTHENTICATION_TOKEN")
+FORBIDDEN = (403, "Forbidden", "INVALID_API_KEY")
+UNAUTHORIZED = (401, "Unauthorized", "UNAUTHORIZED")
+BAD_SIGNATURE = (
+    403,
+    "The request signature we calculated does not match the signature you provided.",
+    "INVALID_SIGNATURE",
+)
+EXPIRED_SIGNATURE = (
+    403,
+    "Signature expired: the request's X-Amz-Date is more than 5 minutes from now.",
+    "INVALID_SIGNATURE",
+)
 _SIGV4 = re.compile(
     r"AWS4-HMAC-SHA256\s+Credential=(?P<key>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)"
     r"/aws4_request,\s*SignedHeaders=(?P<signed>[a-z0-9;-]+),\s*Signature=(?P<signature>[0-9a-f]{64})"
@@ -43,12 +53,17 @@ _CLOCK_SKEW = timedelta(minutes=5)
 
 
 class Refusal(Exception):
-    """API Gateway's answer to a request its authorizer refuses: a status and `{"message": ...}`."""
+    """API Gateway's answer to a request its authorizer refuses: a status, its message and its
+    response type, which the body names as the API's error code (`access.GATEWAY_ERROR_CODES`)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, response_type: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.response_type = response_type
+
+    def body(self) -> dict[str, str]:
+        return {"error": GATEWAY_ERROR_CODES[self.response_type], "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -101,11 +116,19 @@ class LocalGate:
         parsed = _SIGV4.fullmatch(authorization.strip())
         amz_date = headers.get("x-amz-date", "")
         if parsed is None or not amz_date:
-            raise Refusal(403, f"Authorization header is not a SigV4 signature with X-Amz-Date: {authorization}")
+            raise Refusal(
+                403,
+                f"Authorization header is not a SigV4 signature with X-Amz-Date: {authorization}",
+                "DEFAULT_4XX",
+            )
         if parsed["service"] != "execute-api" or parsed["region"] != self.region:
-            raise Refusal(403, f"Credential should be scoped to region {self.region!r} and service 'execute-api'.")
+            raise Refusal(
+                403,
+                f"Credential should be scoped to region {self.region!r} and service 'execute-api'.",
+                "INVALID_SIGNATURE",
+            )
         if not self.access_key or not self.secret_key or parsed["key"] != self.access_key:
-            raise Refusal(403, "The security token included in the request is invalid.")
+            raise Refusal(403, "The security token included in the request is invalid.", "ACCESS_DENIED")
         try:
             signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
         except ValueError:
@@ -153,7 +176,7 @@ def local_server(app: Chalice, config: Any, host: str, port: int, env: Mapping[s
         def __init__(self, refusal: Refusal) -> None:
             super().__init__(
                 {"Content-Type": "application/json", "x-amzn-ErrorType": "AccessDeniedException"},
-                json.dumps({"message": refusal.message}).encode(),
+                json.dumps(refusal.body()).encode(),
             )
             self.CODE = refusal.status
 

@@ -34,6 +34,23 @@ WRITE_AUTHS: tuple[WriteAuth, ...] = ("iam", "cognito", "api_key", "none")
 READ_AUTHS: tuple[ReadAuth, ...] = ("none", "same")
 COGNITO_AUTHORIZER_NAME = "cognito"
 """The authorizer's name in the API definition (its securityDefinitions key)."""
+GATEWAY_ERROR_CODES: dict[str, str] = {
+    "UNAUTHORIZED": "unauthorized",  # 401: no valid Cognito token
+    "MISSING_AUTHENTICATION_TOKEN": "missing_authentication_token",  # 403: unsigned (IAM), or no such path
+    "INVALID_SIGNATURE": "invalid_signature",  # 403: a SigV4 signature that does not verify, or is stale
+    "EXPIRED_TOKEN": "expired_token",
+    "ACCESS_DENIED": "access_denied",  # 403: signed, but the caller's IAM policy does not allow it
+    "INVALID_API_KEY": "invalid_api_key",  # 403: no key, or not one of the usage plan's
+    "THROTTLED": "throttled",
+    "QUOTA_EXCEEDED": "quota_exceeded",
+    "REQUEST_TOO_LARGE": "request_too_large",
+    "DEFAULT_4XX": "request_refused",
+    "DEFAULT_5XX": "gateway_error",
+}
+"""API Gateway's response types -> this API's error codes. Requests API Gateway itself answers
+(refused before any handler runs) get the body every handler error has, `{"error": CODE,
+"message": TEXT}`, instead of API Gateway's `{"message": TEXT}` (`currencies package` writes
+them into the API definition; `currencies_local.gateway` answers the same way)."""
 SETTING_NAMES = ("CURRENCIES_WRITE_AUTH", "CURRENCIES_READ_AUTH", "CURRENCIES_COGNITO_USER_POOL_ARNS")
 """What `currencies up` takes from its own environment over the `local` stage's (to try auth locally).
 The local API key (`currencies_local.gateway`) is not among them: it never reaches the handlers'

@@ -36,6 +36,9 @@ CANONICAL_RATE = r"^(0|[1-9][0-9]*)(\.[0-9]*[1-9])?$"
 _JSON = "application/json"
 _SYMBOL_LINK = {"symbol": "$response.body#/symbol"}
 
+ERROR_CODE_PATTERN = "^[a-z_]+$"
+"""Every error body's `error`: handlers' codes and API Gateway's own refusals (`access.GATEWAY_ERROR_CODES`)."""
+
 
 def document() -> dict[str, Any]:
     """The whole OpenAPI document, as a JSON-ready dict."""
@@ -275,7 +278,11 @@ def _schemas() -> dict[str, Any]:
         ),
         "Error": _object(
             {
-                "error": {"type": "string", "pattern": "^[a-z_]+$", "description": "Stable code, e.g. invalid_rate."},
+                "error": {
+                    "type": "string",
+                    "pattern": ERROR_CODE_PATTERN,
+                    "description": "Stable code, e.g. invalid_rate.",
+                },
                 "message": {"type": "string", "minLength": 1, "description": "What to change in the request."},
             },
             required=["error", "message"],

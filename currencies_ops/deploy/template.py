@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from chalicelib.api.access import GATEWAY_ERROR_CODES
 from currencies_ops.deploy.policies import SearchAccess, for_cloudformation, policy_documents
 from currencies_ops.deploy.stack import (
     FUNCTIONS,
@@ -51,6 +52,8 @@ ROLE_IDS = {
     "index_changes": "IndexChangesRole",
     "tidy_metrics": "TidyMetricsRole",
 }
+REST_API = "RestAPI"
+"""Chalice's logical id of the REST API (an AWS::Serverless::Api whose DefinitionBody is its OpenAPI)."""
 STREAM_EVENT = "RelayChangesDynamodbEventSource"
 QUEUE_EVENT = "IndexChangesSqsEventSource"
 """Chalice's names of the two event sources inside the functions' `Events`."""
@@ -119,7 +122,25 @@ def fragment(
         _merge(resources[FUNCTION_IDS["relay_changes"]], _stream_event())
     if "index_changes" in functions:
         _merge(resources[FUNCTION_IDS["index_changes"]], _queue_event())
+    resources[REST_API] = {
+        "Properties": {"DefinitionBody": {"x-amazon-apigateway-gateway-responses": gateway_responses()}}
+    }
     return {"Resources": resources, "Outputs": _outputs()}
+
+
+def gateway_responses() -> dict[str, Any]:
+    """What API Gateway answers when it refuses a request itself (no valid signature, token or key;
+    throttled; too large): the body every handler error has, `{"error": CODE, "message": TEXT}`.
+
+    In the API definition, not as separate GatewayResponse resources: SAM deploys the
+    definition, so they are in the first deployment and in every later one.
+    """
+    return {
+        response_type: {
+            "responseTemplates": {"application/json": f'{{"error": "{code}", "message": $context.error.messageString}}'}
+        }
+        for response_type, code in GATEWAY_ERROR_CODES.items()
+    }
 
 
 def _table(names: StageNames, deletion_protection: bool) -> dict[str, Any]:

@@ -89,20 +89,22 @@ def stored(resources: Resources, symbol: str) -> dict[str, Any] | None:
     return boto3.resource("dynamodb").Table(resources.table_name).get_item(Key={"symbol": symbol}).get("Item")
 
 
-def assert_refused(response: requests.Response, status: int, message: str) -> None:
+def assert_refused(response: requests.Response, refusal: tuple[int, str, str]) -> None:
+    """Refused as API Gateway refuses, in the body every error of this API has (access.GATEWAY_ERROR_CODES)."""
+    status, message, response_type = refusal
     assert response.status_code == status, response.text
     assert response.headers["Content-Type"] == "application/json"
-    assert response.json() == {"message": message}
+    assert response.json() == {"error": access.GATEWAY_ERROR_CODES[response_type], "message": message}
 
 
 def test_a_keyless_write_is_refused_and_reads_stay_open(resources: Resources) -> None:
     with local_api(resources, CURRENCIES_WRITE_AUTH="api_key") as api:
         body = '{"symbol": "AAA", "rate": "1.5"}'
-        assert_refused(requests.post(f"{api}/currency", data=body, timeout=10), 403, "Forbidden")
+        assert_refused(requests.post(f"{api}/currency", data=body, timeout=10), gateway.FORBIDDEN)
         wrong = requests.post(f"{api}/currency", data=body, headers={"x-api-key": LOCAL_KEY[:-1]}, timeout=10)
-        assert_refused(wrong, 403, "Forbidden")
-        assert_refused(requests.put(f"{api}/currency/AAA", data='{"rate": "2"}', timeout=10), 403, "Forbidden")
-        assert_refused(requests.delete(f"{api}/currency/AAA", timeout=10), 403, "Forbidden")
+        assert_refused(wrong, gateway.FORBIDDEN)
+        assert_refused(requests.put(f"{api}/currency/AAA", data='{"rate": "2"}', timeout=10), gateway.FORBIDDEN)
+        assert_refused(requests.delete(f"{api}/currency/AAA", timeout=10), gateway.FORBIDDEN)
         assert stored(resources, "AAA") is None
         listed = requests.get(f"{api}/currency", timeout=10)
         assert listed.status_code == 200
@@ -117,8 +119,8 @@ def test_a_keyless_write_is_refused_and_reads_stay_open(resources: Resources) ->
 def test_an_unsigned_write_is_refused_and_a_signed_one_accepted(resources: Resources) -> None:
     with local_api(resources, CURRENCIES_WRITE_AUTH="iam") as api:
         body = '{"symbol": "BBB", "rate": "2.5"}'
-        assert_refused(requests.post(f"{api}/currency", data=body, timeout=10), 403, "Missing Authentication Token")
-        assert_refused(requests.delete(f"{api}/currency/BBB", timeout=10), 403, "Missing Authentication Token")
+        assert_refused(requests.post(f"{api}/currency", data=body, timeout=10), gateway.MISSING_TOKEN)
+        assert_refused(requests.delete(f"{api}/currency/BBB", timeout=10), gateway.MISSING_TOKEN)
         assert stored(resources, "BBB") is None
         assert requests.get(f"{api}/currency", timeout=10).status_code == 200
 
@@ -127,8 +129,7 @@ def test_an_unsigned_write_is_refused_and_a_signed_one_accepted(resources: Resou
         tampered = requests.post(
             f"{api}/currency", data=body.replace("2.5", "9.5"), headers=dict(signed.request.headers), timeout=10
         )
-        assert tampered.status_code == 403
-        assert "signature" in tampered.json()["message"]
+        assert_refused(tampered, gateway.BAD_SIGNATURE)
         assert signed.status_code == 201, signed.text
         assert str(stored(resources, "BBB")["rate"]) == "2.5"  # type: ignore[index]
         assert sigv4_request("DELETE", f"{api}/currency/BBB").status_code == 200
@@ -139,15 +140,15 @@ def test_a_cognito_write_without_a_token_is_refused(resources: Resources) -> Non
     pool = "arn:aws:cognito-idp:us-east-1:123456789012:userpool/us-east-1_AbCdEf123"
     with local_api(resources, CURRENCIES_WRITE_AUTH="cognito", CURRENCIES_COGNITO_USER_POOL_ARNS=pool) as api:
         refused = requests.post(f"{api}/currency", data='{"symbol": "CCC", "rate": "3"}', timeout=10)
-        assert_refused(refused, 401, "Unauthorized")
+        assert_refused(refused, gateway.UNAUTHORIZED)
         assert stored(resources, "CCC") is None
         assert requests.get(f"{api}/currency", timeout=10).status_code == 200
 
 
 def test_protected_reads_want_a_signature_but_the_contract_stays_public(resources: Resources) -> None:
     with local_api(resources, CURRENCIES_WRITE_AUTH="iam", CURRENCIES_READ_AUTH="same") as api:
-        assert_refused(requests.get(f"{api}/currency", timeout=10), 403, "Missing Authentication Token")
-        assert_refused(requests.get(f"{api}/currency/EUR/history", timeout=10), 403, "Missing Authentication Token")
+        assert_refused(requests.get(f"{api}/currency", timeout=10), gateway.MISSING_TOKEN)
+        assert_refused(requests.get(f"{api}/currency/EUR/history", timeout=10), gateway.MISSING_TOKEN)
         assert sigv4_request("GET", f"{api}/currency").status_code == 200
         contract = requests.get(f"{api}/openapi.json", timeout=10)
         assert contract.status_code == 200

@@ -165,6 +165,20 @@ def test_the_fragment_lands_in_chalices_resources_not_beside_them(build: Build) 
     assert set(queue_event[template.QUEUE_EVENT]["Properties"]["Queue"]) == {"Fn::Sub"}
 
 
+def test_the_api_definition_keeps_chalices_routes_and_gains_the_gateway_responses(
+    build: Build, translated: dict[str, Any]
+) -> None:
+    """Merged into Chalice's definition (not beside it), so the deployed API answers its own refusals so too."""
+    body = build.resources[template.REST_API]["Properties"]["DefinitionBody"]
+    assert "/currency" in body["paths"]  # Chalice's part, still there
+    assert body["securityDefinitions"]
+    assert body["x-amazon-apigateway-gateway-responses"] == template.gateway_responses()
+    (rest_api,) = [
+        resource for resource in translated["Resources"].values() if resource["Type"] == "AWS::ApiGateway::RestApi"
+    ]
+    assert rest_api["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"] == template.gateway_responses()
+
+
 def test_the_artifact_holds_no_credentials(build: Build) -> None:
     files = [build.out / "sam.json", build.out / FRAGMENT_FILE]
     with zipfile.ZipFile(build.out / "deployment.zip") as archive:

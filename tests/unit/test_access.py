@@ -27,7 +27,7 @@ from chalice.cli.factory import CLIFactory
 from chalice.deploy.swagger import CFNSwaggerGenerator
 
 from chalicelib import clients
-from chalicelib.api.access import RouteAccess
+from chalicelib.api.access import GATEWAY_ERROR_CODES, RouteAccess
 from chalicelib.config import ConfigError
 from currencies_local.gateway import (
     BAD_SIGNATURE,
@@ -252,12 +252,15 @@ def signed(
     return {"Host": "127.0.0.1:8123", **dict(request.headers.items())}
 
 
-def refusal(check: Any) -> tuple[int, str] | None:
+def refusal(check: Any) -> tuple[int, str, str] | None:
     try:
         check()
     except Refusal as refused:
-        return refused.status, refused.message
-    return None
+        found = refused
+    else:
+        return None
+    assert found.response_type in GATEWAY_ERROR_CODES  # a code the API definition knows too
+    return found.status, found.message, found.response_type
 
 
 def test_api_key_routes_want_the_local_key() -> None:

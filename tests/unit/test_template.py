@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 
+from chalicelib.api.access import GATEWAY_ERROR_CODES
+from chalicelib.api.openapi import ERROR_CODE_PATTERN
 from currencies_local.pipeline import PROJECT_DIR
 from currencies_ops.deploy import template
 from currencies_ops.deploy.package_command import credential_free_environment
@@ -200,3 +203,18 @@ def test_the_prod_stage_config_names_the_stack_and_batches_as_its_mapping() -> N
     assert variables["CURRENCIES_TOPIC"] == names.topic
     assert variables["CURRENCIES_BATCH_SIZE"] == str(QUEUE_MAPPING.batch_size)
     assert variables["CURRENCIES_BATCH_WINDOW_S"] == str(QUEUE_MAPPING.maximum_batching_window_s)
+
+
+def test_api_gateways_own_refusals_get_the_apis_error_body() -> None:
+    """`{"error": CODE, "message": TEXT}`, as every handler error; the message is API Gateway's, quoted by it."""
+    responses = render()[template.REST_API]["Properties"]["DefinitionBody"]["x-amazon-apigateway-gateway-responses"]
+    assert set(responses) == set(GATEWAY_ERROR_CODES)
+    assert {"UNAUTHORIZED", "MISSING_AUTHENTICATION_TOKEN", "ACCESS_DENIED", "DEFAULT_4XX", "DEFAULT_5XX"} <= set(
+        responses
+    )
+    for response_type, response in responses.items():
+        body = response["responseTemplates"]["application/json"]
+        # What API Gateway makes of it: $context.error.messageString is the message in quotes.
+        rendered = json.loads(body.replace("$context.error.messageString", json.dumps('say "why"')))
+        assert rendered == {"error": GATEWAY_ERROR_CODES[response_type], "message": 'say "why"'}
+        assert re.fullmatch(ERROR_CODE_PATTERN, rendered["error"])
