@@ -52,10 +52,13 @@ clean:
 
 # Quick by default (checks the harnesses work); BENCH_FULL=1 measures in full and rewrites docs/benchmarks.md.
 BENCH_DOCS := $(if $(filter 1,$(BENCH_FULL)),--write-docs,)
+# A quick run's JSON goes to bench/results/quick/ (not in git): only a full run replaces the published results.
+BENCH_OUT := bench/results$(if $(filter 1,$(BENCH_FULL)),,/quick)
 bench: install system-deps
-	$(BIN)/python -m bench.consumer --engine both --json bench/results/consumer.json $(BENCH_DOCS)
-	$(BIN)/python -m bench.metrics_push --json bench/results/metrics_push.json
-	$(BIN)/python -m bench.load --changes 10000 --clients 4 --json bench/results/load.json
-	$(BIN)/python -m bench.stream_handler --json bench/results/stream_handler.json $(BENCH_DOCS)
-	$(BIN)/python -m bench.freshness --json bench/results/freshness.json $(BENCH_DOCS)
-	$(BIN)/python -m bench.footprint --json bench/results/footprint.json $(BENCH_DOCS)
+	mkdir -p $(BENCH_OUT)
+	$(BIN)/python -m bench.consumer --engine both --json $(BENCH_OUT)/consumer.json $(BENCH_DOCS)
+	$(BIN)/python -m bench.metrics_push --json $(BENCH_OUT)/metrics_push.json
+	$(BIN)/python -m bench.load --changes 10000 --clients 4 --json $(BENCH_OUT)/load.json
+	$(BIN)/python -m bench.stream_handler --json $(BENCH_OUT)/stream_handler.json $(BENCH_DOCS)
+	$(BIN)/python -m bench.freshness --json $(BENCH_OUT)/freshness.json $(BENCH_DOCS)
+	$(BIN)/python -m bench.footprint --json $(BENCH_OUT)/footprint.json $(BENCH_DOCS)
