@@ -102,7 +102,7 @@ def _create() -> dict[str, Any]:
         "responses": {
             "200": _rate_written("The symbol existed; its rate is replaced."),
             "201": _rate_written("The symbol is new."),
-            **_errors("BadRequest", "PayloadTooLarge", "UnsupportedMediaType"),
+            **_errors("BadRequest", *_REFUSED_WRITES, "PayloadTooLarge", "UnsupportedMediaType"),
         },
     }
 
@@ -148,7 +148,7 @@ def _update() -> dict[str, Any]:
         "responses": {
             "200": _rate_written("The symbol existed; its rate is replaced."),
             "201": _rate_written("The symbol is new."),
-            **_errors("BadRequest", "PayloadTooLarge", "UnsupportedMediaType"),
+            **_errors("BadRequest", *_REFUSED_WRITES, "PayloadTooLarge", "UnsupportedMediaType"),
         },
     }
 
@@ -162,7 +162,7 @@ def _delete() -> dict[str, Any]:
                 **_content("The symbol is removed; the body shows the rate it had.", _ref("schemas", "DeletedRate")),
                 "links": {name: _ref("links", name) for name in ("ReadRate", "RateHistory")},
             },
-            **_errors("BadRequest", "NotFound"),
+            **_errors("BadRequest", *_REFUSED_WRITES, "NotFound"),
         },
     }
 
@@ -297,7 +297,20 @@ _ERRORS = {
     "PayloadTooLarge": ("413", f"The body exceeds {MAX_BODY_BYTES} bytes."),
     "UnsupportedMediaType": ("415", f"The Content-Type is none of {', '.join(ACCEPTED_CONTENT_TYPES)}."),
     "SearchUnavailable": ("503", "The search engine cannot answer now; retry later."),
+    "Unauthenticated": (
+        "401",
+        "Refused by API Gateway before any handler ran: the stage wants a Cognito token for this call "
+        "(`CURRENCIES_WRITE_AUTH=cognito`) and none valid was sent. `error` is `unauthorized`.",
+    ),
+    "Refused": (
+        "403",
+        "Refused by API Gateway before any handler ran: the stage wants a SigV4 signature (`iam`, the default) "
+        "or an API key (`api_key`) for this call. `error` names why, e.g. `missing_authentication_token` "
+        "(unsigned), `invalid_signature`, `access_denied` (the caller's IAM policy), `invalid_api_key`.",
+    ),
 }
+_REFUSED_WRITES = ("Unauthenticated", "Refused")
+"""Writes need what `CURRENCIES_WRITE_AUTH` says in deployed stages (reads too with `CURRENCIES_READ_AUTH=same`)."""
 
 
 def _error_responses() -> dict[str, Any]:
