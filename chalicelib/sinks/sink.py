@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import time
@@ -75,6 +76,14 @@ class SearchSink:
         return self._writer.write(actions, deadline)
 
 
+ADAPTERS: dict[str, tuple[str, str]] = {
+    "elasticsearch": ("chalicelib.sinks.elasticsearch", "ElasticsearchEngine"),
+    "opensearch": ("chalicelib.sinks.opensearch", "OpenSearchEngine"),
+}
+"""Each CURRENCIES_SEARCH_ENGINE's adapter (module, class). Only the configured one is imported, and
+with it its engine's client: `currencies package` compiles bytecode for that one alone."""
+
+
 def connect(search: SearchSettings, read_secret: SecretReader | None = None) -> SearchEngine:
     """The adapter for the configured engine (imports only that engine's client).
 
@@ -88,13 +97,9 @@ def connect(search: SearchSettings, read_secret: SecretReader | None = None) -> 
         credentials = CredentialsProvider(search.secret_arn, search.auth, read_secret or default_reader)
     if not search.verify_certs and search.url.startswith("https:"):
         log.warning("TLS certificates of the search engine are not verified", extra={"search_url": search.url})
-    if search.engine == "opensearch":
-        from chalicelib.sinks.opensearch import OpenSearchEngine  # noqa: PLC0415
-
-        return OpenSearchEngine.connect(search, credentials)
-    from chalicelib.sinks.elasticsearch import ElasticsearchEngine  # noqa: PLC0415
-
-    return ElasticsearchEngine.connect(search, credentials)
+    module, adapter = ADAPTERS[search.engine]
+    engine: SearchEngine = getattr(importlib.import_module(module), adapter).connect(search, credentials)
+    return engine
 
 
 def digest(body: dict[str, Any]) -> str:

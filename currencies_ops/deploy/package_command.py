@@ -29,6 +29,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from chalicelib.config import ConfigError, SearchSettings
+from chalicelib.sinks.sink import ADAPTERS
 from currencies_ops.console import fail
 from currencies_ops.deploy.bytecode import BytecodeError, BytecodeOutcome, add_bytecode, template_runtimes
 from currencies_ops.deploy.policies import (
@@ -150,10 +151,6 @@ def build(stage: str, out: Path, *, region: str, deletion_protection: bool, proj
     return Packaged([*written, sam, archive], bytecode)
 
 
-SEARCH_ADAPTERS = {"elasticsearch": "chalicelib.sinks.elasticsearch", "opensearch": "chalicelib.sinks.opensearch"}
-"""The module `chalicelib.sinks.sink` imports for each CURRENCIES_SEARCH_ENGINE, and with it the engine's client."""
-
-
 def unused_search_adapters(environment: Mapping[str, str]) -> tuple[str, ...]:
     """The search adapters a stage's functions never import: their client libraries get no bytecode.
 
@@ -162,7 +159,7 @@ def unused_search_adapters(environment: Mapping[str, str]) -> tuple[str, ...]:
     each cold start.
     """
     engine = SearchSettings.from_env(environment).engine
-    return tuple(module for name, module in sorted(SEARCH_ADAPTERS.items()) if name != engine)
+    return tuple(module for name, (module, _) in sorted(ADAPTERS.items()) if name != engine)
 
 
 def stage_environment(config: Mapping[str, Any], stage: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.sinks.sink import ADAPTERS
 from currencies_ops.deploy.bytecode import (
     BytecodeError,
     Interpreter,
@@ -22,7 +23,7 @@ from currencies_ops.deploy.bytecode import (
     template_runtimes,
     with_packages,
 )
-from currencies_ops.deploy.package_command import SEARCH_ADAPTERS, unused_search_adapters
+from currencies_ops.deploy.package_command import unused_search_adapters
 
 RUNNING = Interpreter.running()
 RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -274,4 +275,4 @@ def test_python_loads_the_bytecode_whatever_the_source_files_times(tmp_path: Pat
 def test_the_search_adapter_a_stage_does_not_use_is_left_out() -> None:
     assert unused_search_adapters({}) == ("chalicelib.sinks.opensearch",)  # elasticsearch: the app's default
     assert unused_search_adapters({"CURRENCIES_SEARCH_ENGINE": "opensearch"}) == ("chalicelib.sinks.elasticsearch",)
-    assert all(importlib.util.find_spec(module) for module in SEARCH_ADAPTERS.values())
+    assert all(importlib.util.find_spec(module) for module, _ in ADAPTERS.values())
