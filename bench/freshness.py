@@ -45,7 +45,6 @@ offered one, they show what bounded it.
 from __future__ import annotations
 
 import itertools
-import os
 import random
 import statistics
 import threading
@@ -59,7 +58,7 @@ import click
 import requests
 from rich.console import Console
 
-from bench.consumer import tree_cpu_seconds
+from bench.consumer import CLOCK_TICKS, tree_cpu_seconds
 from bench.report import command_line, full_mode, machine, machine_line, publish
 from chalicelib.observability.metrics import REGISTRY, STAGES
 from currencies_local.opensearch import free_http_port
@@ -342,12 +341,11 @@ def cpu_seconds(pipeline: LocalPipeline) -> dict[str, float]:
     consumer, the clients and the watcher.
     """
     times = {"this_process": time.process_time()}
-    for process in pipeline._processes:
+    for process in pipeline.processes:
         times["moto" if process.name == "moto server" else "engine"] = tree_cpu_seconds(process.pid)
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    ticks = os.sysconf("SC_CLK_TCK")
-    times["machine_total"] = sum(fields[:8]) / ticks  # user .. steal; guest time is inside user
-    times["machine_busy"] = times["machine_total"] - (fields[3] + fields[4]) / ticks  # less idle and iowait
+    times["machine_total"] = sum(fields[:8]) / CLOCK_TICKS  # user .. steal; guest time is inside user
+    times["machine_busy"] = times["machine_total"] - (fields[3] + fields[4]) / CLOCK_TICKS  # less idle and iowait
     return times
 
 

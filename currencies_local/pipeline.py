@@ -76,6 +76,11 @@ class LocalPipeline:
     _stoppers: list[Callable[[], None]] = field(default_factory=list)
 
     @property
+    def processes(self) -> tuple[ManagedProcess, ...]:
+        """The child processes started so far (moto server, the engine node, ...), in start order."""
+        return tuple(self._processes)
+
+    @property
     def api_url(self) -> str:
         return f"http://{self.options.host}:{self.options.api_port}"
 
