@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from bench.footprint import HANDLER_PROBE, HANDLERS, code_sources, stage_environment, unpack
-from currencies_ops.deploy.bytecode import bytecode_name
+from currencies_ops.deploy.bytecode import bytecode_name, template_runtimes
 from tests.integration.test_cloudformation import project_copy, run_package
+from tests.unit.test_bytecode import assert_unchecked_hash_bytecode
 
 STAGE = "dev"
 
@@ -85,11 +86,7 @@ def test_chalice_package_builds_a_lean_lambda_zip(package: Package) -> None:
 def test_every_pyc_in_the_zip_is_unchecked_hash_bytecode_of_its_own_source(package: Package) -> None:
     """Only the modules app and chalicelib import get bytecode (all of it would take the zip over 5 MB);
     whether that covers what the functions load is the next test's question."""
-    runtimes = {
-        body["Properties"]["Runtime"]
-        for body in json.loads((package.out / "sam.json").read_text())["Resources"].values()
-        if body["Type"] == "AWS::Serverless::Function"
-    }
+    runtimes = template_runtimes(json.loads((package.out / "sam.json").read_text()))
     assert runtimes == {f"python{sys.version_info.major}.{sys.version_info.minor}"}
     [runtime] = runtimes
     with zipfile.ZipFile(package.out / "deployment.zip") as archive:
@@ -105,10 +102,7 @@ def test_every_pyc_in_the_zip_is_unchecked_hash_bytecode_of_its_own_source(packa
             assert pyc_name in sources, pyc_name  # no bytecode without its source beside it
             source = sources[pyc_name]
             assert pyc_name == importlib.util.cache_from_source(source, optimization="")
-            pyc = archive.read(pyc_name)
-            assert pyc[:4] == importlib.util.MAGIC_NUMBER, source
-            assert int.from_bytes(pyc[4:8], "little") == 0b01, source  # PEP 552: hash-based, source not checked
-            assert pyc[8:16] == importlib.util.source_hash(archive.read(source)), source
+            assert_unchecked_hash_bytecode(archive.read(pyc_name), archive.read(source), source)
         compiled = {sources[name] for name in pycs}
     # Every module of chalicelib but the adapter of the engine dev does not use (CURRENCIES_SEARCH_ENGINE);
     # elasticsearch's client, not opensearch-py's.

@@ -31,6 +31,15 @@ FIXED = (1980, 1, 1, 0, 0, 0)
 UNCHECKED_HASH = 0b01
 """PEP 552: the pyc header's flags word; bit 0 = hash-based, bit 1 = check_source (so 0b11 is checked)."""
 SETTINGS = {"STAGE_SETTING": "on"}
+
+
+def assert_unchecked_hash_bytecode(pyc: bytes, source: bytes, name: str) -> None:
+    """The header of `pyc` (PEP 552): this Python's magic number, unchecked hash, and `source`'s hash."""
+    assert pyc[:4] == importlib.util.MAGIC_NUMBER, name
+    assert int.from_bytes(pyc[4:8], "little") == UNCHECKED_HASH, name
+    assert pyc[8:16] == importlib.util.source_hash(source), name
+
+
 LEFT_OUT = ("chalicelib.engine",)
 
 SOURCES = {
@@ -169,10 +178,7 @@ def test_what_the_functions_import_gets_unchecked_hash_bytecode_and_every_entry_
         # Not: the left-out module and what only it imports, what nothing imports, the stale entry.
         assert {name for name in names if name.endswith(".pyc")} == {bytecode_name(name, RUNTIME) for name in COMPILED}
         for name in COMPILED:
-            pyc = after.read(bytecode_name(name, RUNTIME))
-            assert pyc[:4] == importlib.util.MAGIC_NUMBER
-            assert int.from_bytes(pyc[4:8], "little") == UNCHECKED_HASH
-            assert pyc[8:16] == importlib.util.source_hash(SOURCES[name])
+            assert_unchecked_hash_bytecode(after.read(bytecode_name(name, RUNTIME)), SOURCES[name], name)
             entry = after.getinfo(bytecode_name(name, RUNTIME))
             assert (entry.date_time, entry.external_attr) == (FIXED, originals[name][0].external_attr)
 
